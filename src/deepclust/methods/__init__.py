@@ -1,0 +1,80 @@
+"""The catalogue of clustering methods, by name.
+
+One place lists every method the CLI and the benchmark harness know: its class (imported only
+when used), a one-line description and its paper reference. Adding a method means writing its
+module and adding one entry here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+from deepclust.errors import DeepclustError
+
+
+@dataclass(frozen=True)
+class MethodInfo:
+    name: str
+    target: str  # "module:Class"
+    description: str
+    reference: str
+    deep: bool = False  # trains a network (as opposed to a classical engine)
+
+    def load_class(self) -> type:
+        module_name, _, cls_name = self.target.partition(":")
+        return getattr(importlib.import_module(module_name), cls_name)
+
+
+METHODS: dict[str, MethodInfo] = {
+    m.name: m
+    for m in [
+        MethodInfo("kmeans", "deepclust.engines.kmeans:KMeans",
+                   "k-means in torch (k-means++ init, Lloyd iterations, CPU/CUDA, Euclidean or cosine)",
+                   "Lloyd 1982; Arthur & Vassilvitskii, SODA 2007"),
+        MethodInfo("minibatch-kmeans", "deepclust.engines.kmeans:MiniBatchKMeans",
+                   "streaming mini-batch k-means for data larger than memory",
+                   "Sculley, WWW 2010"),
+        MethodInfo("gmm", "deepclust.engines.classical:GaussianMixture",
+                   "Gaussian mixture fitted by EM (scikit-learn)",
+                   "Dempster, Laird & Rubin 1977"),
+        MethodInfo("hdbscan", "deepclust.engines.classical:HDBSCAN",
+                   "density-based hierarchical clustering; finds k itself, noise gets label -1",
+                   "Campello, Moulavi & Sander, PAKDD 2013"),
+        MethodInfo("agglomerative", "deepclust.engines.classical:AgglomerativeClustering",
+                   "agglomerative clustering with Ward linkage",
+                   "Ward, JASA 1963"),
+        MethodInfo("kmedoids", "deepclust.engines.classical:KMedoids",
+                   "k-medoids by FasterPAM on any dissimilarity (kmedoids package)",
+                   "Schubert & Rousseeuw, Information Systems 2021"),
+    ]
+}
+
+
+def register_method(info: MethodInfo) -> None:
+    """Add a method to the catalogue (for plug-ins and for the deep methods' modules)."""
+    METHODS[info.name] = info
+
+
+def get_method_info(name: str) -> MethodInfo:
+    """Look a method up by name, with a suggestion when the name is misspelt."""
+    key = name.strip().lower()
+    if key not in METHODS:
+        close = difflib.get_close_matches(key, METHODS, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise DeepclustError(f"unknown method {name!r}{hint} Known methods: {', '.join(sorted(METHODS))}")
+    return METHODS[key]
+
+
+def make_method(name: str, **params: Any):
+    """Build the estimator for method ``name`` with the given hyper-parameters."""
+    cls = get_method_info(name).load_class()
+    try:
+        return cls(**params)
+    except TypeError as exc:
+        raise DeepclustError(f"method {name!r} does not take these settings: {exc}") from exc
+
+
+__all__ = ["METHODS", "MethodInfo", "get_method_info", "make_method", "register_method"]

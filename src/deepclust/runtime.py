@@ -1,0 +1,69 @@
+"""Facts about the run: library versions, hardware, seeding, peak memory."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+@lru_cache(maxsize=1)
+def versions() -> dict[str, str]:
+    """Versions of deepclust and the libraries that decide its numbers."""
+    import scipy
+    import sklearn
+
+    from deepclust import __version__
+
+    out = {
+        "deepclust": __version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "scikit-learn": sklearn.__version__,
+    }
+    if torch.version.cuda:
+        out["cuda"] = torch.version.cuda
+    return out
+
+
+def describe_device(device: torch.device) -> str:
+    """A human-readable name of the hardware: GPU model, or CPU model with its core count."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+
+
+def seed_everything(seed: int | None) -> np.random.Generator:
+    """Seed Python, NumPy and torch; return a NumPy generator for the caller's own draws."""
+    if seed is not None:
+        random.seed(seed)
+        np.random.seed(seed % (2**32))
+        torch.manual_seed(seed)
+    return np.random.default_rng(seed)
+
+
+def peak_memory_mb(device: torch.device | None = None) -> float:
+    """Peak memory of this process in MiB: GPU allocator peak on CUDA, else resident set size."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+    except (ImportError, OSError):  # pragma: no cover
+        return float("nan")

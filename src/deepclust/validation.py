@@ -1,0 +1,84 @@
+"""Checking user inputs once, at the boundary, with messages in the user's terms."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepclust.errors import DeepclustError
+
+ArrayLike = Any  # np.ndarray | torch.Tensor | sequence
+
+
+def as_float_array(X: ArrayLike, *, name: str = "X", min_dims: int = 2, max_dims: int = 4) -> np.ndarray:
+    """Return ``X`` as a finite float32 NumPy array with a sample axis first.
+
+    Accepts NumPy arrays (memory-mapped ones stay mapped when already float32), torch tensors and
+    nested sequences. Raises :class:`DeepclustError` for empty input, the wrong number of
+    dimensions, non-numeric values, NaN or infinity.
+    """
+    if isinstance(X, torch.Tensor):
+        X = X.detach().cpu().numpy()
+    try:
+        arr = np.asarray(X)
+    except (ValueError, TypeError) as exc:
+        raise DeepclustError(f"{name} could not be read as a numeric array: {exc}") from exc
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+        raise DeepclustError(f"{name} must be numeric, got values of type {arr.dtype}")
+    if arr.ndim == 1 and min_dims <= 2:
+        raise DeepclustError(
+            f"{name} is 1-D with shape {arr.shape}; pass a 2-D array of shape (n_samples, n_features) "
+            "(use X.reshape(-1, 1) for a single feature)"
+        )
+    if not (min_dims <= arr.ndim <= max_dims):
+        raise DeepclustError(
+            f"{name} has {arr.ndim} dimensions (shape {arr.shape}); expected between {min_dims} and {max_dims}: "
+            "(n_samples, n_features), (n_samples, H, W) or (n_samples, C, H, W)"
+        )
+    if arr.shape[0] == 0:
+        raise DeepclustError(f"{name} is empty: it has no samples")
+    if arr.size == 0:
+        raise DeepclustError(f"{name} has no features (shape {arr.shape})")
+    if arr.dtype != np.float32:
+        arr = arr.astype(np.float32)
+    check_finite(arr, name=name)
+    return arr
+
+
+def check_finite(arr: np.ndarray, *, name: str = "X", chunk: int = 1 << 22) -> None:
+    """Raise if ``arr`` holds NaN or infinity, naming the first offending sample (chunked, no big copy)."""
+    flat = arr.reshape(arr.shape[0], -1)
+    rows_per_chunk = max(1, chunk // max(1, flat.shape[1]))
+    for start in range(0, flat.shape[0], rows_per_chunk):
+        block = flat[start : start + rows_per_chunk]
+        finite = np.isfinite(block)
+        if not finite.all():
+            bad_row = start + int(np.argmin(finite.all(axis=1)))
+            kind = "NaN" if np.isnan(block).any() else "infinite"
+            raise DeepclustError(
+                f"{name} contains {kind} values (first at sample {bad_row}); remove or impute them before clustering"
+            )
+
+
+def check_n_clusters(n_clusters: Any, n_samples: int | None = None, *, name: str = "n_clusters") -> int:
+    """Validate a number of clusters: an integer with ``1 <= k <= n_samples``."""
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):
+        raise DeepclustError(f"{name} must be a whole number, got {n_clusters!r}")
+    k = int(n_clusters)
+    if k < 1:
+        raise DeepclustError(f"{name} must be at least 1, got {k}")
+    if n_samples is not None and k > n_samples:
+        raise DeepclustError(f"{name}={k} is larger than the number of samples ({n_samples}); choose k <= {n_samples}")
+    return k
+
+
+def check_labels(y: ArrayLike, n_samples: int | None = None, *, name: str = "labels") -> np.ndarray:
+    """Return labels as a 1-D array, checking the length against ``n_samples``."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise DeepclustError(f"{name} must be 1-D, got shape {arr.shape}")
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise DeepclustError(f"{name} has {arr.shape[0]} entries but there are {n_samples} samples")
+    return arr
