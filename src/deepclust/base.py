@@ -45,12 +45,16 @@ class BaseClusterer(ClusterMixin, BaseEstimator):
     _saved_values: ClassVar[tuple[str, ...]] = ()
     #: number of array dimensions accepted (2 = vectors only; 4 = images too)
     _max_input_dims: ClassVar[int] = 4
+    #: False for methods that find the number of clusters themselves (e.g. HDBSCAN): fit then
+    #: does not check ``n_clusters`` against the data
+    _requires_n_clusters: ClassVar[bool] = True
 
     # ------------------------------------------------------------------ public API
     def fit(self, X: ArrayLike, y: Any = None) -> "BaseClusterer":
         """Learn the clustering of ``X``; ``y`` is ignored (present for Pipeline compatibility)."""
         X = self._validate_input(X)
-        check_n_clusters(self.n_clusters, X.shape[0])
+        if self._requires_n_clusters:
+            check_n_clusters(self.n_clusters, X.shape[0])
         self.n_features_in_ = int(np.prod(X.shape[1:]))
         self.input_shape_ = tuple(int(s) for s in X.shape[1:])
         self._fit(X)

@@ -1,0 +1,35 @@
+"""Classical clustering engines behind the deepclust estimator API.
+
+* :mod:`deepclust.engines.kmeans` — k-means and mini-batch k-means in torch (CPU/CUDA).
+* :mod:`deepclust.engines.classical` — Gaussian mixture, HDBSCAN, Ward agglomerative clustering
+  and k-medoids, wrapping scikit-learn and the ``kmedoids`` package.
+
+The classes are imported on first use, so ``import deepclust.engines`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "KMeans": "deepclust.engines.kmeans",
+    "MiniBatchKMeans": "deepclust.engines.kmeans",
+    "kmeans_plusplus": "deepclust.engines.kmeans",
+    "GaussianMixture": "deepclust.engines.classical",
+    "HDBSCAN": "deepclust.engines.classical",
+    "AgglomerativeClustering": "deepclust.engines.classical",
+    "KMedoids": "deepclust.engines.classical",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)
