@@ -1,0 +1,153 @@
+"""Benchmark harness: datasets × methods × seeds → one JSON record per run, and a table.
+
+Each run happens in a fresh worker process so that its peak memory is its own. Records are
+appended to a JSONL file as soon as a run ends, so an interrupted benchmark keeps what it did.
+The number of clusters is the dataset's number of classes (the standard protocol); labels are
+used only to score.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import multiprocessing as mp
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepclust.data import BUILTIN_DATASETS, load_input
+from deepclust.errors import DeepclustError
+from deepclust.methods import get_method_info
+
+SCORE_KEYS = ("acc", "nmi", "ari")
+
+
+def run_one(method: str, dataset: str, seed: int, *, device: str = "auto", encoder: str = "raw",
+            params: dict[str, Any] | None = None, n_clusters: int | None = None,
+            data_dir: str | None = None) -> dict[str, Any]:
+    """Fit one (method, dataset, seed) and return its benchmark record."""
+    from deepclust.pipeline import run_clustering
+
+    result = run_clustering(dataset, method, n_clusters, seed=seed, device=device, encoder=encoder,
+                            params=params, data_dir=data_dir)
+    s = result.summary()
+    return {
+        "method": method,
+        "label": method_label(method, params),
+        "params": params or {},
+        "dataset": s["dataset"],
+        "protocol": s["protocol"],
+        "encoder": s["encoder"],
+        "seed": seed,
+        "n": s["n_samples"],
+        "k": s["n_clusters"],
+        **{key: s["scores"].get(key) for key in ("acc", "nmi", "ari", "ami")},
+        "scores": s["scores"],
+        "seconds": s["seconds"],
+        "peak_memory_mb": s["peak_memory_mb"],
+        "device": s["device"],
+        "device_name": s["device_name"],
+        "versions": s["versions"],
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+
+
+def method_label(method: str, params: dict[str, Any] | None) -> str:
+    """``depict`` or ``depict[target=dec]``: the name a table row carries."""
+    if not params:
+        return method
+    return f"{method}[{','.join(f'{k}={v}' for k, v in sorted(params.items()))}]"
+
+
+def run_benchmark(methods: Sequence[str], datasets: Sequence[str], seeds: Sequence[int], out: str | Path, *,
+                  device: str = "auto", encoder: str = "raw", params: dict[str, Any] | None = None,
+                  data_dir: str | None = None, isolate: bool = True, echo=print) -> list[dict[str, Any]]:
+    """Run every combination, appending each record to ``out`` (JSONL) as it finishes."""
+    for m in methods:
+        get_method_info(m)
+    for d in datasets:
+        if d not in BUILTIN_DATASETS and not Path(d).exists():
+            load_input(d, data_dir=data_dir)  # raises the data layer's own clear error
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    records = []
+    jobs = [(m, d, s) for d in datasets for m in methods for s in seeds]
+    ctx = mp.get_context("spawn")
+    for i, (m, d, s) in enumerate(jobs, 1):
+        kwargs = dict(device=device, encoder=encoder, params=params, data_dir=data_dir)
+        if isolate:
+            with ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                rec = pool.submit(run_one, m, d, s, **kwargs).result()
+        else:
+            rec = run_one(m, d, s, **kwargs)
+        with open(out, "a") as fh:
+            fh.write(json.dumps(rec) + "\n")
+        records.append(rec)
+        echo(f"[{i}/{len(jobs)}] {rec['label']} on {d} seed {s}: "
+             + " ".join(f"{k}={rec[k]:.4f}" for k in SCORE_KEYS if rec.get(k) is not None)
+             + f" in {rec['seconds']['fit']:.1f}s")
+    return records
+
+
+def read_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """Read benchmark records from JSONL files."""
+    records = []
+    for p in paths:
+        p = Path(p)
+        if not p.is_file():
+            raise DeepclustError(f"benchmark file {p} does not exist")
+        for line_no, line in enumerate(p.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise DeepclustError(f"{p}:{line_no} is not a JSON record: {exc}") from exc
+    return records
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return float("nan"), float("nan")
+    arr = np.asarray(vals, dtype=float)
+    return float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else 0.0
+
+
+def summarize(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Group records by (dataset, method label, encoder, device) and give mean ± std of each score."""
+    groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
+    for r in records:
+        groups[(r["dataset"], r.get("label", r["method"]), r.get("encoder", "raw"), r.get("device_name", ""))].append(r)
+    rows = []
+    for (dataset, label, encoder, device_name), rs in groups.items():
+        row = {"dataset": dataset, "method": label, "encoder": encoder, "device": device_name,
+               "protocol": rs[0].get("protocol", ""), "n": rs[0].get("n"), "seeds": sorted(r["seed"] for r in rs)}
+        for key in (*SCORE_KEYS, "ami"):
+            row[key] = mean_std([r.get(key) for r in rs])
+        row["fit_seconds"] = mean_std([r["seconds"]["fit"] for r in rs])
+        phases = sorted({p for r in rs for p in r["seconds"] if p.startswith("fit.")})
+        row["phases"] = {p[4:]: mean_std([r["seconds"].get(p) for r in rs])[0] for p in phases}
+        row["peak_memory_mb"] = max(r.get("peak_memory_mb") or 0 for r in rs)
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: Sequence[dict[str, Any]], markdown: bool = True) -> str:
+    """A Markdown table of mean ± std over seeds."""
+    def ms(pair: tuple[float, float], digits: int = 3) -> str:
+        m, s = pair
+        return "–" if math.isnan(m) else f"{m:.{digits}f} ± {s:.{digits}f}"
+
+    header = ["dataset", "method", "encoder", "seeds", "ACC", "NMI", "ARI", "fit s", "peak MiB", "device"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for r in sorted(rows, key=lambda r: (r["dataset"], r["method"])):
+        lines.append("| " + " | ".join([
+            r["dataset"], r["method"], r["encoder"], str(len(r["seeds"])), ms(r["acc"]), ms(r["nmi"]), ms(r["ari"]),
+            ms(r["fit_seconds"], 1), f"{r['peak_memory_mb']:.0f}", r["device"],
+        ]) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""The ``deepclust`` command line.
+
+    deepclust cluster INPUT --method NAME --n-clusters K [--seed S] [--device D] --out DIR
+    deepclust datasets
+    deepclust methods
+    deepclust bench --methods A,B --datasets X,Y --seeds 0,1,2 --out FILE.jsonl
+    deepclust table FILE.jsonl [FILE.jsonl ...]
+
+Problems with the user's input print one line and exit with status 2; Ctrl-C exits with 130
+and leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from deepclust import __version__
+from deepclust.errors import DeepclustError
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, Any]:
+    """``--param key=value`` pairs; values are read as JSON when they parse (numbers, booleans)."""
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise DeepclustError(f"--param {item!r} is not of the form key=value")
+        try:
+            params[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key.strip()] = value
+    return params
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in _csv_list(text)]
+    except ValueError as exc:
+        raise DeepclustError(f"--seeds must be whole numbers separated by commas, got {text!r}") from exc
+
+
+def cmd_cluster(args: argparse.Namespace) -> int:
+    from deepclust.pipeline import prepare_out_dir, run_clustering, write_outputs
+
+    prepare_out_dir(args.out, args.overwrite)  # refuse early, before any work
+    read_kwargs = {k: v for k, v in (("label_column", args.label_column), ("text_column", args.text_column)) if v}
+    result = run_clustering(args.input, args.method, args.n_clusters, seed=args.seed, device=args.device,
+                            encoder=args.encoder, params=_parse_params(args.param), data_dir=args.data_dir,
+                            read_kwargs=read_kwargs)
+    out = write_outputs(result, args.out, overwrite=args.overwrite)
+    summary = result.summary()
+    if args.json:
+        print(json.dumps({**summary, "out": str(out)}, indent=2))
+        return 0
+    s = summary["scores"]
+    print(f"{summary['method']} on {summary['dataset']} ({summary['n_samples']} samples, "
+          f"k={summary['n_clusters']}, {summary['device_name']}): fit {summary['seconds']['fit']:.2f}s")
+    if "acc" in s:
+        print(f"  ACC {s['acc']:.4f}  NMI {s['nmi']:.4f}  ARI {s['ari']:.4f}  AMI {s['ami']:.4f}")
+    print(f"  silhouette {s['silhouette']:.4f}  Davies-Bouldin {s['davies_bouldin']:.4f}  "
+          f"cluster-size entropy {s['size_entropy']:.4f}")
+    print(f"  results written to {out}/ (assignments.csv, metrics.json, model/)")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from deepclust.data import list_datasets
+
+    infos = list_datasets(args.data_dir)
+    width = max(len(i.name) for i in infos)
+    for i in infos:
+        where = i.location if i.available else "missing (downloads on first use where a network is available)"
+        print(f"{i.name:<{width}}  {i.modality:<5}  {i.n_samples:>6} samples  {str(i.n_classes or '-'):>3} classes  "
+              f"{'present' if i.available else 'absent '}  {i.description}  [{where}]")
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from deepclust.methods import METHODS
+
+    width = max(len(n) for n in METHODS)
+    for name, info in sorted(METHODS.items()):
+        print(f"{name:<{width}}  {info.description}  ({info.reference})")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from deepclust.bench import format_table, run_benchmark, summarize
+
+    records = run_benchmark(_csv_list(args.methods), _csv_list(args.datasets), _seeds(args.seeds), args.out,
+                            device=args.device, encoder=args.encoder, params=_parse_params(args.param),
+                            data_dir=args.data_dir, echo=lambda msg: print(msg, flush=True))
+    print(format_table(summarize(records)))
+    print(f"records appended to {args.out}")
+    return 0
+
+
+def cmd_table(args: argparse.Namespace) -> int:
+    from deepclust.bench import format_table, read_records, summarize
+
+    print(format_table(summarize(read_records(args.files))))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="deepclust", description="Deep clustering toolkit.")
+    parser.add_argument("--version", action="version", version=f"deepclust {__version__}")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+        p.add_argument("--encoder", default="raw", help="raw (default) or tfidf (texts)")
+        p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="a method hyper-parameter, e.g. --param target=dec (repeatable)")
+        p.add_argument("--data-dir", default=None, help="data folder (default: $DEEPCLUST_DATA or the user cache)")
+
+    p = sub.add_parser("cluster", help="cluster a built-in dataset or a file/folder")
+    p.add_argument("input", help="a built-in dataset name (see `deepclust datasets`) or a path")
+    p.add_argument("--method", default="kmeans", help="see `deepclust methods` (default: kmeans)")
+    p.add_argument("--n-clusters", "-k", type=int, default=None,
+                   help="number of clusters (default: the number of classes of a labelled built-in dataset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")
+    p.add_argument("--label-column", default=None, help="tables/text files: the column holding known labels")
+    p.add_argument("--text-column", default=None, help="text tables: the column holding the documents")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    common(p)
+    p.set_defaults(func=cmd_cluster)
+
+    p = sub.add_parser("datasets", help="list the built-in datasets and whether each is present locally")
+    p.add_argument("--data-dir", default=None)
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("methods", help="list the clustering methods")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("bench", help="run methods × datasets × seeds and append JSON records")
+    p.add_argument("--methods", required=True, help="comma-separated method names")
+    p.add_argument("--datasets", required=True, help="comma-separated built-in dataset names or paths")
+    p.add_argument("--seeds", default="0,1,2,3,4", help="comma-separated seeds (default 0,1,2,3,4)")
+    p.add_argument("--out", required=True, help="JSONL file to append records to")
+    common(p)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("table", help="print the mean ± std table of benchmark JSONL files")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_table)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from deepclust.progress import set_quiet
+
+    set_quiet(args.quiet)
+    try:
+        return args.func(args)
+    except DeepclustError as exc:
+        print(f"deepclust: error: {exc}", file=sys.stderr)
+        return 2
+    except (OSError, MemoryError) as exc:
+        print(f"deepclust: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("deepclust: interrupted; finished records are kept, nothing half-written was left", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,189 @@
+"""One clustering run from input to files: load → featurise → fit → score → write.
+
+Shared by ``deepclust cluster`` and ``deepclust bench`` so both measure and record the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepclust import metrics
+from deepclust.base import BaseClusterer
+from deepclust.data import Dataset, load_input
+from deepclust.device import resolve_device
+from deepclust.errors import DeepclustError
+from deepclust.methods import get_method_info, make_method
+from deepclust.runtime import describe_device, peak_memory_mb, seed_everything, versions
+from deepclust.validation import check_n_clusters
+
+ENCODERS = ("raw", "tfidf")
+
+
+@dataclass
+class ClusteringResult:
+    """Everything a finished run produced, ready to be written or recorded."""
+
+    dataset: Dataset
+    method: str
+    params: dict[str, Any]
+    model: BaseClusterer
+    labels: np.ndarray
+    confidence: np.ndarray
+    scores: dict[str, float]
+    seconds: dict[str, float]
+    device: str
+    device_name: str
+    encoder: str
+    peak_memory_mb: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The metrics.json content."""
+        meta = self.dataset.meta
+        return {
+            "dataset": meta.name,
+            "protocol": meta.protocol,
+            "modality": meta.modality,
+            "n_samples": int(len(self.labels)),
+            "method": self.method,
+            "params": self.params,
+            "encoder": self.encoder,
+            "n_clusters": int(self.params.get("n_clusters", 0) or 0),
+            "n_clusters_found": int(len(np.unique(self.labels[self.labels >= 0]))),
+            "scores": self.scores,
+            "seconds": self.seconds,
+            "peak_memory_mb": round(self.peak_memory_mb, 1),
+            "device": self.device,
+            "device_name": self.device_name,
+            "versions": versions(),
+        }
+
+
+def featurize(dataset: Dataset, encoder: str = "raw", *, random_state: int = 0) -> np.ndarray:
+    """Turn a dataset into the array a method clusters.
+
+    ``raw``: images and tables as they are; ``tfidf``: texts as L2-normalised TF-IDF + truncated
+    SVD (LSA, 100 dimensions). Texts default to ``tfidf``.
+    """
+    if encoder not in ENCODERS:
+        raise DeepclustError(f"unknown encoder {encoder!r}; known encoders: {', '.join(ENCODERS)}")
+    if dataset.meta.modality == "text":
+        if encoder == "raw":
+            encoder = "tfidf"
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+        from sklearn.preprocessing import normalize
+
+        tfidf = TfidfVectorizer(sublinear_tf=True, min_df=2, max_df=0.5).fit_transform(dataset.X)
+        n_comp = max(2, min(100, tfidf.shape[1] - 1, len(dataset.X) - 1))
+        svd = TruncatedSVD(n_components=n_comp, random_state=random_state)
+        return normalize(svd.fit_transform(tfidf)).astype(np.float32)
+    if encoder == "tfidf":
+        raise DeepclustError("the tfidf encoder is for text input; use --encoder raw for images, tables and arrays")
+    return np.asarray(dataset.X, dtype=np.float32)
+
+
+def run_clustering(
+    dataset: Dataset | str,
+    method: str,
+    n_clusters: int | None,
+    *,
+    seed: int = 0,
+    device: str = "auto",
+    encoder: str = "raw",
+    params: dict[str, Any] | None = None,
+    data_dir: str | None = None,
+    read_kwargs: dict[str, Any] | None = None,
+) -> ClusteringResult:
+    """Fit ``method`` on ``dataset`` (a Dataset, a built-in name or a path) and score it."""
+    info = get_method_info(method)  # unknown method: fail before loading anything
+    dev = resolve_device(device)
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    ds = dataset if isinstance(dataset, Dataset) else load_input(dataset, data_dir=data_dir, **(read_kwargs or {}))
+    seconds["load"] = time.perf_counter() - t0
+    if len(ds) == 0:
+        raise DeepclustError(f"{ds.meta.name} is empty: it has no samples")
+    if n_clusters is None:
+        if ds.meta.n_classes is None:
+            raise DeepclustError("--n-clusters is required: this input has no known number of classes")
+        n_clusters = ds.meta.n_classes
+    k = check_n_clusters(n_clusters, len(ds))
+
+    t0 = time.perf_counter()
+    X = featurize(ds, encoder, random_state=seed)
+    seconds["features"] = time.perf_counter() - t0
+
+    all_params = {**(params or {}), "n_clusters": k, "random_state": seed, "device": str(device)}
+    seed_everything(seed)
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+    model = make_method(info.name, **all_params)
+    t0 = time.perf_counter()
+    model.fit(X)
+    seconds["fit"] = time.perf_counter() - t0
+    for phase, sec in (getattr(model, "timings_", None) or {}).items():
+        seconds[f"fit.{phase}"] = float(sec)
+
+    labels = np.asarray(model.labels_)
+    t0 = time.perf_counter()
+    confidence = model.predict_proba(X).max(axis=1)
+    space = model.transform(X) if info.deep else X
+    scores = metrics.internal_scores(space.reshape(len(space), -1), labels, random_state=seed)
+    if ds.y is not None:
+        scores.update(metrics.external_scores(ds.y, labels))
+    seconds["score"] = time.perf_counter() - t0
+    seconds["total"] = sum(v for key, v in seconds.items() if "." not in key)
+    return ClusteringResult(
+        dataset=ds, method=info.name, params=all_params, model=model, labels=labels,
+        confidence=np.asarray(confidence, dtype=np.float32), scores={k_: float(v) for k_, v in scores.items()},
+        seconds={k_: round(v, 4) for k_, v in seconds.items()}, device=str(dev),
+        device_name=describe_device(dev), encoder=encoder if ds.meta.modality != "text" or encoder != "raw" else "tfidf",
+        peak_memory_mb=peak_memory_mb(dev),
+    )
+
+
+def prepare_out_dir(out: str | Path, overwrite: bool) -> Path:
+    """Check that ``out`` may be written; refuse a non-empty folder unless ``overwrite``."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise DeepclustError(f"--out {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise DeepclustError(f"--out {out} is not empty; choose another folder or pass --overwrite")
+    return out
+
+
+def write_outputs(result: ClusteringResult, out: str | Path, *, overwrite: bool = False) -> Path:
+    """Write assignments.csv, metrics.json and model/ into ``out`` atomically.
+
+    Files are written to a temporary sibling folder first and moved into place at the end, so an
+    error or Ctrl-C leaves nothing half-written and an existing folder untouched.
+    """
+    out = prepare_out_dir(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        with open(tmp / "assignments.csv", "w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["index", "cluster", "confidence"])
+            writer.writerows(zip(range(len(result.labels)), result.labels.tolist(),
+                                 np.round(result.confidence, 6).tolist()))
+        (tmp / "metrics.json").write_text(json.dumps(result.summary(), indent=2))
+        result.model.save(tmp / "model")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
