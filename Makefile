@@ -1,0 +1,36 @@
+# deepclust: `make demo` and `make test` set everything up on a fresh machine (see README).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# The CPU wheel of torch 2.13.0 lies on disk on the project's machines; override elsewhere.
+TORCH_SPEC ?= torch==2.13.0
+# Real data for tests and benchmarks (read through the DEEPCLUST_DATA setting, never hard-coded).
+DEEPCLUST_DATA ?= $(abspath ../shared/data)
+export DEEPCLUST_DATA
+
+.PHONY: setup demo test fashion-mnist bench-kmeans clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test,bench,umap]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(VENV)/bin/deepclust cluster digits --method kmeans --n-clusters 10 --out runs/demo --overwrite
+
+# Fashion-MNIST is a Debian package; tests that need it skip when it cannot be installed.
+fashion-mnist:
+	@if [ ! -d /usr/share/datasets/fashion-mnist ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		(apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist >/dev/null) \
+		|| echo "warning: could not install dataset-fashion-mnist; its tests will be skipped"; fi
+
+test: setup fashion-mnist
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) runs
