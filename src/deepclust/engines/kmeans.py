@@ -324,9 +324,6 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
         result changes only by floating-point rounding.
     init_sample_size : number of points k-means++ runs on (``None``: ``max(50·k, 20_000)``; all
         points when there are fewer).
-    init_refine_iter : Lloyd iterations run on that subsample to polish the k-means++ seeds before
-        the iterations on all points (default 10; 0 to skip; unused when no subsample is drawn).
-        They cost about ``|sample| / n`` of a full iteration each and are timed as ``init``.
     device : ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
     random_state : seed; the same seed gives the same result on the same device and thread count
         (on CUDA up to the order of the atomic additions of ``index_add_``, unless
@@ -354,8 +351,8 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
 
     def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", n_init: int = 1, max_iter: int = 300,
                  tol: float = 1e-4, metric: str = "euclidean", batch_size: int | None = None,
-                 init_sample_size: int | None = None, init_refine_iter: int = 10, device: Any = "auto",
-                 random_state: Any = 0, verbose: bool = False):
+                 init_sample_size: int | None = None, device: Any = "auto", random_state: Any = 0,
+                 verbose: bool = False):
         self.n_clusters = n_clusters
         self.init = init
         self.n_init = n_init
@@ -364,7 +361,6 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
         self.metric = metric
         self.batch_size = batch_size
         self.init_sample_size = init_sample_size
-        self.init_refine_iter = init_refine_iter
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -380,9 +376,6 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
         if self.init_sample_size is not None and (not isinstance(self.init_sample_size, (int, np.integer))
                                                   or self.init_sample_size < 1):
             raise DeepclustError(f"init_sample_size must be None or a whole number >= 1, got {self.init_sample_size!r}")
-        if isinstance(self.init_refine_iter, bool) or not isinstance(self.init_refine_iter, (int, np.integer)) \
-                or self.init_refine_iter < 0:
-            raise DeepclustError(f"init_refine_iter must be a whole number >= 0, got {self.init_refine_iter!r}")
         if isinstance(self.init, str):
             if self.init not in ("k-means++", "random"):
                 raise DeepclustError(f"init must be 'k-means++', 'random' or an array of centres, got {self.init!r}")
@@ -465,16 +458,11 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
         else:
             sample = Xt
         idx = kmeans_plusplus(sample, k, gen)
-        C = sample[idx].clone()
-        if size < n and self.init_refine_iter > 0:
-            # polish the seeds with a few Lloyd iterations on the subsample (cheap: |sample| << n)
-            chunk = _chunk_rows(sample.shape[0], k, dev, self.batch_size, sample.shape[1])
-            C, _ = self._lloyd(sample, _row_sq_norms(sample), C, chunk, 0.0, max_iter=self.init_refine_iter)
-        return C
+        return sample[idx].clone()
 
     @torch.no_grad()
     def _lloyd(self, Xt: torch.Tensor, x_sq: torch.Tensor, C: torch.Tensor, chunk: int,
-               tol_abs: float, max_iter: int | None = None) -> tuple[torch.Tensor, int]:
+               tol_abs: float) -> tuple[torch.Tensor, int]:
         n, d = Xt.shape
         k = C.shape[0]
         dev = Xt.device
@@ -484,7 +472,7 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
         sums = torch.empty((k, d), dtype=torch.float64, device=dev)
         counts = torch.empty(k, dtype=torch.float64, device=dev)
         n_iter = 0
-        for it in range(int(self.max_iter if max_iter is None else max_iter)):
+        for it in range(int(self.max_iter)):
             sums.zero_()
             counts.zero_()
             _assign(Xt, C, chunk, labels=labels, min_dist=min_dist, sums=sums, counts=counts)
