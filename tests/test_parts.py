@@ -45,7 +45,10 @@ def test_dec_target_sharpens_more_than_the_paper_target() -> None:
     assert (dec_target(P).max(1).values >= depict_target(P).max(1).values).all()
 
 
-@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 16, 16), (3, 32, 32), (1, 31, 17), (1, 8, 8), (3, 4, 4)])
+SHAPES = [(1, 28, 28), (1, 16, 16), (1, 32, 32), (3, 32, 32), (1, 31, 31), (1, 31, 17), (1, 8, 8), (3, 4, 4)]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_conv_autoencoder_reconstructs_every_layer_at_its_shape(shape: tuple[int, int, int]) -> None:
     ae = ConvAutoencoder(shape, 7)
     out = ae(torch.randn(3, *shape), corrupt=True)
@@ -108,3 +111,22 @@ def test_student_t_head_matches_formula() -> None:
     q = head.proba(torch.tensor([[1.0, 1.0]]))
     k = [1 / (1 + 2.0), 1 / (1 + 2.0)]  # both centroids at squared distance 2
     assert q[0].tolist() == pytest.approx([k[0] / sum(k), k[1] / sum(k)])
+
+
+def test_training_loop_records_epochs_and_survives_ctrl_c() -> None:
+    from deepclust.training import train_epochs
+
+    w = torch.nn.Parameter(torch.tensor([3.0]))
+    X = torch.randn(50)
+    calls = {"n": 0}
+
+    def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        calls["n"] += 1
+        if calls["n"] > 12:
+            raise KeyboardInterrupt
+        return {"loss": ((w - X[idx]) ** 2).mean()}
+
+    history = train_epochs([w], loss_fn, 50, epochs=10, batch_size=16, device=torch.device("cpu"),
+                           generator=torch.Generator().manual_seed(0), lr=0.1)
+    assert len(history) == 3 and history.interrupted  # 4 batches an epoch: the 13th call is in epoch 4
+    assert history[-1]["loss"] < history[0]["loss"] and history[0]["epoch"] == 1

@@ -49,6 +49,9 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("kmedoids", "deepclust.engines.classical:KMedoids",
                    "k-medoids by FasterPAM on any dissimilarity (kmedoids package)",
                    "Schubert & Rousseeuw, Information Systems 2021"),
+        MethodInfo("depict", "deepclust.methods.depict:DEPICT",
+                   "conv denoising autoencoder + softmax head trained on a frequency-regularised KL target",
+                   "Ghasedi Dizaji et al., ICCV 2017", deep=True),
     ]
 }
 
