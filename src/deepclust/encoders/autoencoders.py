@@ -32,7 +32,22 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-class ConvAutoencoder(nn.Module):
+class _LayerwiseAutoencoder(nn.Module):
+    """What both autoencoders share: Glorot initialisation (as the authors' Lasagne layers) and
+    ``encode``; subclasses implement ``forward(x, corrupt, decode) -> AEOutput``."""
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Clean embedding (no corruption, no decoding)."""
+        return self.forward(x, corrupt=False, decode=False).embedding
+
+
+class ConvAutoencoder(_LayerwiseAutoencoder):
     """DEPICT's convolutional autoencoder, for any (C, H, W).
 
     Encoder: dropout(p) → conv(c1, k1, s1, p1) → LeakyReLU(0.01) → dropout(p) → conv(c2, k2, s2, p2)
@@ -71,17 +86,10 @@ class ConvAutoencoder(nn.Module):
         flat = in_ch * self.sizes[-1][0] * self.sizes[-1][1]
         self.fc = nn.Linear(flat, embedding_dim)
         self.fc_dec = nn.Linear(embedding_dim, flat)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-                nn.init.xavier_uniform_(m.weight)  # Glorot, as the authors' Lasagne layers
-                nn.init.zeros_(m.bias)
+        self._init_weights()
 
     def _act(self, x: torch.Tensor) -> torch.Tensor:
         return F.leaky_relu(x, self.negative_slope)
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """Clean embedding (no corruption)."""
-        return self.forward(x, corrupt=False, decode=False).embedding
 
     def forward(self, x: torch.Tensor, corrupt: bool = True, decode: bool = True) -> AEOutput:
         p = self.dropout if corrupt else 0.0
@@ -105,7 +113,7 @@ class ConvAutoencoder(nn.Module):
         return AEOutput(z, encoded, decoded[::-1])
 
 
-class MLPAutoencoder(nn.Module):
+class MLPAutoencoder(_LayerwiseAutoencoder):
     """Fully connected autoencoder ``d → hidden… → embedding_dim`` with the mirrored decoder.
 
     DEPICT's layout on flat vectors (dropout corruption, LeakyReLU, tanh embedding and output) by
@@ -125,10 +133,7 @@ class MLPAutoencoder(nn.Module):
         self.output_activation = output_activation
         self.enc = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
         self.dec = nn.ModuleList(nn.Linear(b, a) for a, b in reversed(list(zip(dims[:-1], dims[1:]))))
-        for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.xavier_uniform_(m.weight)
-                nn.init.zeros_(m.bias)
+        self._init_weights()
 
     def _hidden(self, x: torch.Tensor) -> torch.Tensor:
         return F.relu(x) if self.activation == "relu" else F.leaky_relu(x, self.negative_slope)
@@ -136,9 +141,6 @@ class MLPAutoencoder(nn.Module):
     @staticmethod
     def _final(x: torch.Tensor, name: str | None) -> torch.Tensor:
         return torch.tanh(x) if name == "tanh" else x
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward(x, corrupt=False, decode=False).embedding
 
     def forward(self, x: torch.Tensor, corrupt: bool = True, decode: bool = True) -> AEOutput:
         p = self.dropout if corrupt else 0.0
