@@ -24,3 +24,12 @@ def data_dir() -> Path:
     if not (path / "mnist").is_dir():
         pytest.skip(f"real data not found in {path}")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny networks: one torch thread (on a busy 2-core machine, two threads made these 50x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -205,6 +205,61 @@ def test_scan_keeps_the_lowest_loss_head_and_self_labels(blobs) -> None:
     assert model.history_["selflabel"][-1]["confident"] > 0.5  # self-labelling had confident samples
 
 
+# ------------------------------------------------------------------------------ SCAN on images
+def test_strong_view_is_batched_seeded_and_cuts_a_hole() -> None:
+    from deepclust.augment import strong_view
+
+    x = torch.rand(64, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    a = strong_view(x, torch.Generator().manual_seed(0))
+    assert a.shape == x.shape and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, strong_view(x, torch.Generator().manual_seed(0)))
+    assert not torch.equal(a, strong_view(x, torch.Generator().manual_seed(1)))
+    holes = strong_view(x, torch.Generator().manual_seed(0), n_ops=0, flip=False, crop_scale=(1.0, 1.0))
+    grey = (holes == 0.5).flatten(1).sum(1)
+    assert (grey >= 4 * 4).all() and (grey <= 8 * 8).all()  # one square of side 8, clipped at the border
+    rgb = strong_view(torch.rand(8, 3, 12, 12), torch.Generator().manual_seed(0))
+    assert rgb.shape == (8, 3, 12, 12)
+
+
+@pytest.mark.parametrize("name, magnitude", [("brightness", 1.0), ("contrast", 1.0), ("color", 1.0),
+                                             ("sharpness", 1.0), ("rotate", 0.0), ("shear_x", 0.0),
+                                             ("translate_y", 0.0), ("solarize", 1.01)])
+def test_strong_operations_at_their_neutral_magnitude_change_nothing(name, magnitude) -> None:
+    from deepclust.augment import _apply_op
+
+    x = torch.rand(4, 3, 10, 10, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(_apply_op(name, x, torch.full((4,), magnitude)), x, atol=1e-5, rtol=0)
+
+
+def test_equalize_flattens_the_histogram_and_posterize_keeps_levels() -> None:
+    from deepclust.augment import _apply_op
+
+    x = torch.rand(2, 1, 20, 20, generator=torch.Generator().manual_seed(0)) ** 4  # skewed towards black
+    eq = _apply_op("equalize", x, torch.zeros(2))
+    assert abs(float(eq.mean()) - 0.5) < 0.01 and float(x.mean()) < 0.25
+    poster = _apply_op("posterize", x, torch.full((2,), 2.0))  # 2 bits: 4 grey levels
+    assert len(torch.unique(poster)) <= 4
+
+
+def test_scan_on_images_trains_pretext_backbone_and_heads(tmp_path: Path, one_thread) -> None:
+    from test_depict import pattern_images
+
+    X, y = pattern_images(60, 16)
+    X = (X * 255).astype(np.uint8)  # raw 8-bit pixels, as in MNIST
+    model = make_method("scan", n_clusters=3, n_heads=3, epochs=15, batch_size=32, selflabel_epochs=5,
+                        selflabel_batch_size=64, threshold=0.6, n_neighbors=5, lr=1e-3,
+                        pretext=dict(epochs=15, width=8, batch_size=64), random_state=0).fit(X)
+    assert accuracy(y, model.labels_) > 0.9
+    assert set(model.timings_) == {"pretext", "knn", "scan", "selflabel"}
+    assert len(model.history_["pretext"]) == 15 and model.history_["selflabel"][-1]["confident"] > 0.5
+    assert model.transform(X).shape == (180, 32)  # the backbone's features (4 × width)
+    again = load_model(model.save(tmp_path / "scan-images"))
+    np.testing.assert_array_equal(again.predict(X), model.predict(X))
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+    with pytest.raises(DeepclustError, match="pretext does not take"):
+        make_method("scan", n_clusters=3, pretext={"epoch": 3}).fit(X)
+
+
 def test_deepcluster_survives_empty_clusters() -> None:
     # 3 distinct points, 5 clusters: k-means alone would leave clusters empty
     X = np.repeat(np.eye(3, 6, dtype=np.float32), 12, axis=0)
@@ -247,8 +302,6 @@ def test_bad_input_gives_clear_errors(name, blobs) -> None:
 
 
 def test_embedding_methods_refuse_images_with_a_hint() -> None:
-    with pytest.raises(DeepclustError, match="embeddings"):
-        make_method("scan", n_clusters=2).fit(np.zeros((10, 4, 4), dtype=np.float32))
     with pytest.raises(DeepclustError, match="embeddings"):
         make_method("sela", n_clusters=2).fit(np.zeros((10, 1, 4, 4), dtype=np.float32))
 

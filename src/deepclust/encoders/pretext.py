@@ -6,10 +6,10 @@ go through a backbone and a small projection MLP; the NT-Xent loss
 backbone's pooled features are the embedding (the projection is dropped, as in the paper and
 in SCAN's first step, Van Gansbeke et al., ECCV 2020), L2-normalised.
 
-Augmentations are batched tensor ops on the device, a fresh draw per sample: random resized
-crop (scale 0.35–1, aspect 3/4–4/3) with a small rotation (±10°) in one affine warp, horizontal
-flip (``flip=False`` for digits or text-like images), brightness and contrast jitter, and for
-colour images a random grayscale. Training uses the shared loop,
+Augmentations are :func:`deepclust.augment.standard_view`, batched on the device with a fresh draw
+per sample: random resized crop (scale 0.35–1, aspect 3/4–4/3) with a small rotation (±10°) in one
+affine warp, horizontal flip (``flip=False`` for digits or text-like images), brightness and
+contrast jitter, and for colour images a random grayscale. Training uses the shared loop,
 :func:`deepclust.training.train_epochs` (Adam; bf16 autocast on CUDA).
 
 Backbones: ``conv`` (default; five 3×3 conv–BN–ReLU layers, widths w, w, 2w, 2w, 4w with two
@@ -19,7 +19,6 @@ Backbones: ``conv`` (default; five 3×3 conv–BN–ReLU layers, widths w, w, 2w
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepclust.augment import standard_view
 from deepclust.encoders.base import Encoder, missing_extra
 from deepclust.errors import DeepclustError
 from deepclust.losses import nt_xent
@@ -65,39 +65,6 @@ def make_backbone(name: str, in_channels: int, width: int) -> nn.Module:
         net.out_dim = net.num_features
         return net
     raise DeepclustError(f"unknown pretext backbone {name!r}: use 'conv' or 'resnet18'")
-
-
-def augment(x: torch.Tensor, generator: torch.Generator, *, crop_scale: tuple[float, float] = (0.35, 1.0),
-            max_rotation: float = 10.0, flip: bool = True, brightness: float = 0.4, contrast: float = 0.4,
-            grayscale_p: float = 0.2) -> torch.Tensor:
-    """One random view per image of a batch (N×C×H×W in [0, 1]), all on ``x``'s device."""
-    n, c = x.shape[:2]
-
-    def u(lo: float, hi: float) -> torch.Tensor:
-        return lo + (hi - lo) * torch.rand(n, generator=generator, device=x.device)
-
-    area = u(*crop_scale)
-    ratio = torch.exp(u(math.log(3 / 4), math.log(4 / 3)))
-    sw = torch.sqrt(area * ratio).clamp(max=1.0)  # crop width and height as fractions of the image
-    sh = torch.sqrt(area / ratio).clamp(max=1.0)
-    tx = u(-1.0, 1.0) * (1 - sw)  # crop centre, kept inside the image
-    ty = u(-1.0, 1.0) * (1 - sh)
-    angle = u(-max_rotation, max_rotation) * (math.pi / 180)
-    sx = torch.where(torch.rand(n, generator=generator, device=x.device) < 0.5, -1.0, 1.0) if flip else torch.ones_like(sw)
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    theta = torch.stack([torch.stack([sw * cos * sx, -sh * sin, tx], 1),
-                         torch.stack([sw * sin * sx, sh * cos, ty], 1)], 1)
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
-    b = u(1 - brightness, 1 + brightness).view(n, 1, 1, 1)
-    k = u(1 - contrast, 1 + contrast).view(n, 1, 1, 1)
-    mean = out.mean(dim=(1, 2, 3), keepdim=True)
-    out = ((out - mean) * k + mean) * b
-    if c == 3 and grayscale_p > 0:
-        gray = (out * torch.tensor([0.299, 0.587, 0.114], device=x.device, dtype=x.dtype).view(1, 3, 1, 1)).sum(1, keepdim=True)
-        to_gray = (torch.rand(n, generator=generator, device=x.device) < grayscale_p).view(n, 1, 1, 1)
-        out = torch.where(to_gray, gray.expand_as(out), out)
-    return out.clamp(0.0, 1.0)
 
 
 def as_image_tensor(X: Any, device: torch.device, image_size: int | None) -> torch.Tensor:
@@ -167,8 +134,8 @@ class SimCLR:
             if idx.numel() < 2:  # a last batch of one has no negatives: pair it with another image
                 idx = torch.cat([idx, (idx + 1) % n])
             xb = x[idx]
-            v1 = augment(xb, gen, flip=self.flip)
-            v2 = augment(xb, gen, flip=self.flip)
+            v1 = standard_view(xb, gen, flip=self.flip)
+            v2 = standard_view(xb, gen, flip=self.flip)
             z = head(net(torch.cat([v1, v2])))
             return {"loss": nt_xent(z[:idx.numel()], z[idx.numel():], self.temperature)}
 

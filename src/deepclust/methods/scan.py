@@ -3,22 +3,28 @@
 Van Gansbeke, Vandenhende, Georgoulis, Proesmans & Van Gool, "SCAN: Learning to Classify Images
 without Labels", ECCV 2020, arXiv 2005.12320.
 
-Three steps: (1) a pretext embedding (here: the given embedding X, e.g. MiniLM sentence vectors
-or features of a pretrained/self-supervised image encoder); (2) mine the k = 20 nearest
-neighbours of every sample by cosine similarity (:func:`deepclust.engines.neighbors.cosine_knn`)
-and train clustering heads with the SCAN loss — ``-log <p_i, p_j>`` for a sample i and a random
-one of its mined neighbours j, minus 5 × the entropy of the mean assignment
-(:func:`deepclust.losses.scan_loss`); ``n_heads`` = 10 heads are trained at once and the one with
-the lowest total loss over all (sample, neighbour) pairs is kept, as in the paper (label-free);
-(3) self-labelling: samples whose prediction exceeds 0.99 become pseudo-labels, and the kept head
-is trained on them with cross-entropy weighted by inverse class frequency
-(:func:`deepclust.losses.confident_self_label_loss`).
+Three steps: (1) a pretext embedding; (2) mine the k = 20 nearest neighbours of every sample by
+cosine similarity (:func:`deepclust.engines.neighbors.cosine_knn`) and train clustering heads with
+the SCAN loss — ``-log <p_i, p_j>`` for a sample i and a random one of its mined neighbours j,
+minus 5 × the entropy of the mean assignment (:func:`deepclust.losses.scan_loss`); ``n_heads`` = 10
+heads are trained at once and the one with the lowest total loss over all (sample, neighbour)
+pairs is kept, as in the paper (label-free); (3) self-labelling: samples whose prediction exceeds
+0.99 become pseudo-labels, and the kept head is trained on them with cross-entropy weighted by
+inverse class frequency (:func:`deepclust.losses.confident_self_label_loss`).
 
-On fixed embeddings the backbone is frozen and only the clustering head — a linear softmax layer
-on the L2-normalised embedding — is trained (the authors' ``update_cluster_head_only`` setting).
-The paper's self-labelling compares a weakly and a strongly augmented view of each image; a
-frozen embedding has no augmentation, so both views are the embedding itself, and self-labelling
-then sharpens and rebalances the head on its own confident predictions.
+Two kinds of input:
+
+- **Embeddings** (n × d; e.g. MiniLM sentence vectors or features of a pretrained image encoder):
+  the embedding is the pretext step, the backbone is frozen and only the clustering head — a
+  linear softmax layer on the L2-normalised embedding — is trained (the authors'
+  ``update_cluster_head_only`` setting). There is nothing to augment, so self-labelling compares
+  the embedding with itself: it sharpens and rebalances the head on its own confident predictions.
+- **Images** (N×H×W or N×C×H×W): the full method. Step 1 trains a SimCLR backbone on the images
+  (:class:`deepclust.encoders.pretext.SimCLR`, settings in ``pretext``); step 2 trains backbone
+  and heads together (``update_backbone``, the authors' CIFAR/MNIST setting) on strongly augmented
+  anchors and neighbours; step 3 takes the teacher's prediction from the plain image and trains
+  on a strongly augmented view (:func:`deepclust.augment.strong_view`: four RandAugment operations
+  and Cutout, the authors' "ours" augmentation in both steps).
 
 Hyper-parameters are the paper's (its CIFAR configuration): Adam, lr 1e-4, weight decay 1e-4;
 SCAN step 50 epochs of batch 128 (an epoch visits every sample once as an anchor); self-labelling
@@ -32,13 +38,17 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
+from deepclust.augment import strong_view
 from deepclust.device import resolve_device
+from deepclust.encoders.pretext import SimCLR, as_image_tensor, make_backbone
 from deepclust.engines.neighbors import cosine_knn
 from deepclust.errors import DeepclustError
 from deepclust.heads import MultiHead, SoftmaxHead
 from deepclust.losses import confident_self_label_loss, scan_loss
-from deepclust.methods._selflabel import SelfLabelClusterer
+from deepclust.methods._selflabel import SelfLabelClusterer, eval_mode
 from deepclust.training import batched, train_epochs
 
 
@@ -59,21 +69,29 @@ class SCAN(SelfLabelClusterer):
     knn_backend : ``"auto"`` (faiss on the CPU for large n when installed, else torch), ``"torch"``,
         ``"faiss"``.
     normalize : L2-normalise the rows of X and scale them to norm √d (see deepclust.methods._selflabel).
+    pretext : images only: settings of the SimCLR pretext step (:class:`deepclust.encoders.pretext.SimCLR`,
+        e.g. ``{"epochs": 100, "flip": False}``); None: its defaults.
+    update_backbone : images only: train the backbone in the SCAN and self-labelling steps (True, as
+        the authors do on CIFAR and MNIST) or only the heads.
+    strong_ops, cutout : images only: RandAugment operations per view (4) and the Cutout side as a
+        fraction of the image (0.5), see :func:`deepclust.augment.strong_view`.
 
-    Attributes: ``labels_``, ``neighbors_`` (n × n_neighbors indices), ``head_losses_`` (total
-    SCAN loss of every head; ``best_head_`` is the arg-min), ``history_``, ``timings_``.
+    Attributes: ``labels_``, ``head_losses_`` (total SCAN loss of every head; ``best_head_`` is the
+    arg-min), ``backbone_`` (the identity for embeddings), ``head_``, ``history_``, ``timings_``.
     """
 
-    _networks = ("head_",)
-    _saved_arrays = ("labels_",)
+    _networks = ("backbone_", "head_")
+    _saved_arrays = ("labels_", "scale_min_", "scale_max_")
     _saved_values = ("history_", "timings_", "head_losses_", "best_head_")
     _display_name = "SCAN"
+    _max_input_dims = 4
 
     def __init__(self, n_clusters: int = 10, *, n_neighbors: int = 20, n_heads: int = 10,
                  entropy_weight: float = 5.0, epochs: int = 50, batch_size: int = 128, selflabel_epochs: int = 200,
                  selflabel_batch_size: int = 1000, threshold: float = 0.99, class_balance: bool = True,
                  lr: float = 1e-4, weight_decay: float = 1e-4, knn_backend: str = "auto", normalize: bool = True,
-                 device: Any = "auto", random_state: int | None = 0, verbose: bool = False):
+                 pretext: dict[str, Any] | None = None, update_backbone: bool = True, strong_ops: int = 4,
+                 cutout: float = 0.5, device: Any = "auto", random_state: int | None = 0, verbose: bool = False):
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.n_heads = n_heads
@@ -88,6 +106,10 @@ class SCAN(SelfLabelClusterer):
         self.weight_decay = weight_decay
         self.knn_backend = knn_backend
         self.normalize = normalize
+        self.pretext = pretext
+        self.update_backbone = update_backbone
+        self.strong_ops = strong_ops
+        self.cutout = cutout
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -103,31 +125,91 @@ class SCAN(SelfLabelClusterer):
             raise DeepclustError(f"n_neighbors must be between 1 and n_samples - 1 = {n - 1}, got {self.n_neighbors!r}")
         if not 0.0 < float(self.threshold) < 1.0:
             raise DeepclustError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+        if int(self.strong_ops) < 0 or not 0.0 <= float(self.cutout) < 1.0:
+            raise DeepclustError(f"strong_ops must be >= 0 and cutout in [0, 1), got {self.strong_ops!r}, {self.cutout!r}")
+
+    def _pretext_model(self, device: torch.device | str = "cpu", seed: int | None = 0) -> SimCLR:
+        settings = dict(self.pretext or {})
+        if not isinstance(self.pretext, (dict, type(None))):
+            raise DeepclustError(f"pretext must be a dict of SimCLR settings or None, got {self.pretext!r}")
+        try:
+            return SimCLR(**{**settings, "device": device, "random_state": seed})
+        except TypeError as exc:
+            raise DeepclustError(f"pretext does not take these settings: {exc}") from exc
 
     def _build_networks(self, input_shape: tuple[int, ...]) -> None:
-        self.head_ = SoftmaxHead(input_shape[0], int(self.n_clusters))
+        if len(input_shape) == 1:
+            self.backbone_: nn.Module = nn.Identity()
+            self.head_ = SoftmaxHead(input_shape[0], int(self.n_clusters))
+            return
+        pretext = self._pretext_model()
+        channels = 1 if len(input_shape) == 2 else input_shape[0]
+        self.backbone_ = make_backbone(pretext.backbone, channels, int(pretext.width))
+        self.head_ = SoftmaxHead(self.backbone_.out_dim, int(self.n_clusters))
+
+    def _images(self, X: np.ndarray, dev: torch.device) -> torch.Tensor:
+        """Images as N×C×H×W in [0, 1] (the min/max seen at fit), resized as the pretext step does."""
+        lo, hi = (float(np.asarray(v).ravel()[0]) for v in (self.scale_min_, self.scale_max_))
+        x = (torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)) - lo) / max(hi - lo, 1e-12)
+        return as_image_tensor(x, dev, self._pretext_model().image_size)
+
+    def _inputs(self, X: np.ndarray, dev: torch.device) -> torch.Tensor:
+        return self._images(X, dev) if X.ndim > 2 else self._prepare(X, dev)
 
     def _fit(self, X: np.ndarray) -> None:
         n = X.shape[0]
         self._check_params(n)
         dev = resolve_device(self.device)
         seed, gen = self._seed()
-        Xt = self._prepare(X, dev)
+        images = X.ndim > 2
         timings: dict[str, float] = {}
 
-        # 1. neighbours in the pretext embedding
-        t0 = time.perf_counter()
-        nbrs = cosine_knn(Xt, int(self.n_neighbors), backend=self.knn_backend)
-        timings["knn"] = time.perf_counter() - t0
+        # 1. the pretext embedding: the given one, or SimCLR trained on the images
+        if images:
+            if min(X.shape[-2:]) < 4:
+                raise DeepclustError(f"SCAN needs images of at least 4×4 pixels, got samples of shape {X.shape[1:]}")
+            self.scale_min_, self.scale_max_ = np.float32(X.min()), np.float32(X.max())
+            x = self._images(X, dev)
+            t0 = time.perf_counter()
+            pretext = self._pretext_model(dev, seed).fit(x)
+            timings["pretext"] = time.perf_counter() - t0
+            backbone = pretext.backbone_
+            features = F.normalize(batched(backbone, x), dim=1)
+            pretext_history = list(pretext.history_)
+        else:
+            x = features = self._prepare(X, dev)
+            backbone = nn.Identity()
+            pretext_history = []
+        train_backbone = images and bool(self.update_backbone)
+        backbone.train(train_backbone).requires_grad_(train_backbone)
+        aug_gen = torch.Generator(device=dev)
+        aug_gen.manual_seed(seed)
+        flip = self._pretext_model().flip
 
-        # 2. SCAN loss, all heads at once (summed: the heads are independent)
-        heads = MultiHead(Xt.shape[1], int(self.n_clusters), int(self.n_heads)).to(dev)
-        opt = torch.optim.Adam(heads.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay))
+        def view(xb: torch.Tensor) -> torch.Tensor:
+            """The strongly augmented view of images (embeddings are used as they are)."""
+            if not images:
+                return xb
+            return strong_view(xb, aug_gen, n_ops=int(self.strong_ops), cutout=float(self.cutout),
+                               flip=flip)
+
+        # 2. neighbours in the pretext embedding
+        t0 = time.perf_counter()
+        nbrs = cosine_knn(features, int(self.n_neighbors), backend=self.knn_backend)
+        timings["knn"] = time.perf_counter() - t0
+        del features
+
+        # 3. SCAN loss, all heads at once (summed: the heads are independent given the backbone)
+        dim = int(getattr(backbone, "out_dim", x.shape[1]))
+        heads = MultiHead(dim, int(self.n_clusters), int(self.n_heads)).to(dev)
+        params = [*heads.parameters(), *(backbone.parameters() if train_backbone else [])]
+        opt = torch.optim.Adam(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
         m = int(self.n_neighbors)
 
         def scan_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
             pick = torch.randint(m, (idx.numel(),), generator=gen).to(dev)
-            out = scan_loss(heads(Xt[idx]), heads(Xt[nbrs[idx, pick]]), float(self.entropy_weight))
+            logits = heads(backbone(torch.cat([view(x[idx]), view(x[nbrs[idx, pick]])])))
+            out = scan_loss(logits[:, :idx.numel()], logits[:, idx.numel():], float(self.entropy_weight))
             return {"loss": out["loss"].sum(), "consistency": out["consistency"].mean(),
                     "entropy": out["entropy"].mean()}
 
@@ -136,22 +218,33 @@ class SCAN(SelfLabelClusterer):
                                  device=dev, generator=gen, desc="SCAN clustering")
         timings["scan"] = time.perf_counter() - t0
 
-        # the head with the lowest SCAN loss on all (sample, neighbour) pairs (entropy weight 1, as the
-        # authors' evaluation)
-        probs = torch.softmax(batched(lambda xb: heads(xb).transpose(0, 1), Xt), -1).transpose(0, 1)
+        # the head with the lowest SCAN loss on all (sample, neighbour) pairs of the plain inputs
+        # (entropy weight 1, as in the authors' evaluation)
+        with eval_mode(backbone):
+            probs = torch.softmax(batched(lambda xb: heads(backbone(xb)).transpose(0, 1), x), -1).transpose(0, 1)
         losses = [float(_scan_total_loss(p, nbrs)) for p in probs]  # probs: (heads, n, k)
+        del probs
         self.head_losses_ = losses
         self.best_head_ = int(np.argmin(losses))
         self.head_ = head = heads.head(self.best_head_)
 
-        # 3. self-labelling on confident samples (teacher = student's own prediction, no augmentation)
+        # 4. self-labelling on confident samples: the teacher sees the plain input, the student a
+        # strongly augmented view (for embeddings both are the embedding itself)
         sl_hist: list = []
         if int(self.selflabel_epochs) > 0:
-            opt = torch.optim.Adam(head.parameters(), lr=float(self.lr), weight_decay=float(self.weight_decay))
+            params = [*head.parameters(), *(backbone.parameters() if train_backbone else [])]
+            opt = torch.optim.Adam(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
 
             def selflabel_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-                logits = head(Xt[idx])
-                loss, n_conf = confident_self_label_loss(logits, logits.detach(), float(self.threshold),
+                xb = x[idx]
+                if images:
+                    with torch.no_grad():
+                        teacher = head(backbone(xb))
+                    logits = head(backbone(view(xb)))
+                else:
+                    logits = head(xb)
+                    teacher = logits.detach()
+                loss, n_conf = confident_self_label_loss(logits, teacher, float(self.threshold),
                                                          bool(self.class_balance))
                 return {"loss": loss, "confident": n_conf.float() / idx.numel()}
 
@@ -160,19 +253,24 @@ class SCAN(SelfLabelClusterer):
                                    batch_size=int(self.selflabel_batch_size), device=dev, generator=gen,
                                    desc="SCAN self-labelling")
             timings["selflabel"] = time.perf_counter() - t0
+        self.backbone_ = backbone.eval().requires_grad_(True)
         head.eval()
-        self.labels_ = batched(head, Xt).argmax(1).cpu().numpy()
-        self.history_ = {"scan": list(scan_hist), "selflabel": list(sl_hist)}
+        self.labels_ = batched(lambda xb: head(backbone(xb)), x).argmax(1).cpu().numpy()
+        self.history_ = {"pretext": pretext_history, "scan": list(scan_hist), "selflabel": list(sl_hist)}
         self.timings_ = timings
         if self.verbose:
             print(f"SCAN: head losses {np.round(losses, 4).tolist()}, kept head {self.best_head_}")
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return torch.softmax(batched(self.head_, self._prepare(X, self._net_device())), 1).cpu().numpy()
+        x = self._inputs(X, self._net_device())
+        return torch.softmax(batched(lambda xb: self.head_(self.backbone_(xb)), x), 1).cpu().numpy()
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
-        """The (normalised) embedding the head reads: SCAN keeps the pretext embedding frozen."""
-        return self._prepare(X, torch.device("cpu")).numpy()
+        """The embedding the head reads: the (normalised) input embedding, which SCAN keeps frozen, or
+        for images the backbone's features."""
+        if X.ndim == 2:
+            return self._prepare(X, torch.device("cpu")).numpy()
+        return batched(self.backbone_, self._images(X, self._net_device())).cpu().numpy()
 
 
 @torch.no_grad()
