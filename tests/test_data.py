@@ -47,6 +47,9 @@ def test_fashion_mnist_found_in_debian_folder(tmp_path: Path) -> None:
     ds = load_dataset("fashion-mnist", tmp_path)  # empty data folder: falls back to the Debian one
     assert ds.X.shape == (70000, 1, 28, 28) and ds.meta.class_names[9] == "Ankle boot"
     assert np.bincount(ds.y).tolist() == [7000] * 10
+    test = load_dataset("fashion-mnist-test", tmp_path)
+    assert test.X.shape == (10000, 1, 28, 28) and np.bincount(test.y).tolist() == [1000] * 10
+    np.testing.assert_array_equal(test.X, ds.X[60000:])  # the test split is the last 10,000 of the 70,000
 
 
 @pytest.mark.parametrize("name, n, k", [("stackoverflow", 20000, 20), ("biomedical", 20000, 20),

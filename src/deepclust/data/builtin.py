@@ -116,11 +116,13 @@ def _mnist(parts: tuple[str, ...], name: str, protocol: str) -> Callable[[Path |
     return load
 
 
-def _fashion(data_dir: Path | None, download: bool) -> Dataset:
-    root = resolve_data_dir(data_dir)
-    folders = [root / "fashion-mnist", DEBIAN_FASHION_MNIST]
-    return _load_idx_set("fashion-mnist", FASHION_FILES, folders, root / "fashion-mnist", download,
-                         ("train", "test"), "Fashion-MNIST: train+test, 70,000 images", FASHION_NAMES)
+def _fashion(parts: tuple[str, ...], name: str, protocol: str) -> Callable[[Path | None, bool], Dataset]:
+    def load(data_dir: Path | None, download: bool) -> Dataset:
+        root = resolve_data_dir(data_dir)
+        folders = [root / "fashion-mnist", DEBIAN_FASHION_MNIST]
+        return _load_idx_set(name, FASHION_FILES, folders, root / "fashion-mnist", download, parts, protocol,
+                             FASHION_NAMES)
+    return load
 
 
 def _usps(data_dir: Path | None, download: bool) -> Dataset:
@@ -182,7 +184,13 @@ BUILTIN_DATASETS: dict[str, BuiltinDataset] = {d.name: d for d in [
     BuiltinDataset("usps", "USPS 16×16 digits, 9,298 images (zip.train + zip.test)", "image", 9298, 10, "usps",
                    tuple(USPS_FILES.values()), _usps),
     BuiltinDataset("fashion-mnist", "Fashion-MNIST: 70,000 28×28 clothing images (train+test)", "image", 70000, 10,
-                   "fashion-mnist", tuple(FASHION_FILES.values()), _fashion, (DEBIAN_FASHION_MNIST,)),
+                   "fashion-mnist", tuple(FASHION_FILES.values()),
+                   _fashion(("train", "test"), "fashion-mnist", "Fashion-MNIST: train+test, 70,000 images"),
+                   (DEBIAN_FASHION_MNIST,)),
+    BuiltinDataset("fashion-mnist-test", "Fashion-MNIST-test: the 10,000 test images", "image", 10000, 10,
+                   "fashion-mnist", (FASHION_FILES["test-images"], FASHION_FILES["test-labels"]),
+                   _fashion(("test",), "fashion-mnist-test", "Fashion-MNIST-test: the 10,000 test images"),
+                   (DEBIAN_FASHION_MNIST,)),
     BuiltinDataset("stackoverflow", "StackOverflow question titles, 20 tags", "text", 20000, 20, "short-text",
                    (RemoteFile("stackoverflow.tsv", ()),), _short_text("stackoverflow")),
     BuiltinDataset("biomedical", "Biomedical paper titles (PubMed), 20 topics", "text", 20000, 20, "short-text",
