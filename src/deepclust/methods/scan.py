@@ -129,9 +129,9 @@ class SCAN(SelfLabelClusterer):
             raise DeepclustError(f"strong_ops must be >= 0 and cutout in [0, 1), got {self.strong_ops!r}, {self.cutout!r}")
 
     def _pretext_model(self, device: torch.device | str = "cpu", seed: int | None = 0) -> SimCLR:
-        settings = dict(self.pretext or {})
         if not isinstance(self.pretext, (dict, type(None))):
             raise DeepclustError(f"pretext must be a dict of SimCLR settings or None, got {self.pretext!r}")
+        settings = dict(self.pretext or {})
         try:
             return SimCLR(**{**settings, "device": device, "random_state": seed})
         except TypeError as exc:
