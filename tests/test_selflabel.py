@@ -237,6 +237,9 @@ def test_equalize_flattens_the_histogram_and_posterize_keeps_levels() -> None:
     x = torch.rand(2, 1, 20, 20, generator=torch.Generator().manual_seed(0)) ** 4  # skewed towards black
     eq = _apply_op("equalize", x, torch.zeros(2))
     assert abs(float(eq.mean()) - 0.5) < 0.01 and float(x.mean()) < 0.25
+    digit = torch.zeros(1, 1, 8, 8)
+    digit[..., 2:6, 3:5] = 0.8
+    assert torch.equal(_apply_op("equalize", digit, torch.zeros(1)), (digit > 0).float())  # black stays black
     poster = _apply_op("posterize", x, torch.full((2,), 2.0))  # 2 bits: 4 grey levels
     assert len(torch.unique(poster)) <= 4
 

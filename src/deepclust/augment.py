@@ -87,10 +87,15 @@ def standard_view(x: torch.Tensor, generator: torch.Generator, *, crop_scale: tu
 
 
 def _equalize(x: torch.Tensor) -> torch.Tensor:
-    """Histogram equalisation per image and channel: each pixel becomes the share of pixels ≤ it."""
-    flat = x.flatten(2)
-    ranks = torch.searchsorted(flat.sort(-1).values.contiguous(), flat.contiguous(), right=True)
-    return (ranks.to(x.dtype) / flat.shape[-1]).view_as(x)
+    """Histogram equalisation per image and channel, as PIL's: a pixel becomes the number of pixels
+    darker than it over the number not at the brightest level (the darkest level stays black)."""
+    flat = x.flatten(2).contiguous()
+    ordered = flat.sort(-1).values.contiguous()
+    darker = torch.searchsorted(ordered, flat, right=False).to(x.dtype)
+    at_max = (flat == ordered[..., -1:]).sum(-1, keepdim=True).to(x.dtype)
+    spread = flat.shape[-1] - at_max
+    out = torch.where(spread > 0, darker / spread.clamp_min(1), flat)
+    return out.clamp(0.0, 1.0).view_as(x)
 
 
 def _smooth(x: torch.Tensor) -> torch.Tensor:
