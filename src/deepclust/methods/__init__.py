@@ -77,7 +77,7 @@ METHODS: dict[str, MethodInfo] = {
                    "Asano, Rupprecht & Vedaldi, ICLR 2020", deep=True),
         MethodInfo("scan", "deepclust.methods.scan:SCAN",
                    "mined nearest neighbours + SCAN loss on clustering heads, then self-labelling on confident "
-                   "samples (embeddings)",
+                   "samples (embeddings; on images also the SimCLR pretext and strong augmentations)",
                    "Van Gansbeke et al., ECCV 2020", deep=True),
     ]
 }
