@@ -263,6 +263,12 @@ def test_scan_on_images_trains_pretext_backbone_and_heads(tmp_path: Path, one_th
         make_method("scan", n_clusters=3, pretext={"epoch": 3}).fit(X)
 
 
+def test_scan_warns_when_its_heads_did_not_learn(blobs) -> None:
+    X, _ = blobs
+    with pytest.warns(RuntimeWarning, match="almost uniformly"):
+        make_method("scan", n_clusters=4, epochs=1, selflabel_epochs=1, lr=1e-7, n_neighbors=5).fit(X)
+
+
 def test_deepcluster_survives_empty_clusters() -> None:
     # 3 distinct points, 5 clusters: k-means alone would leave clusters empty
     X = np.repeat(np.eye(3, 6, dtype=np.float32), 12, axis=0)

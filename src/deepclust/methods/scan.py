@@ -28,12 +28,16 @@ Two kinds of input:
 
 Hyper-parameters are the paper's (its CIFAR configuration): Adam, lr 1e-4, weight decay 1e-4;
 SCAN step 50 epochs of batch 128 (an epoch visits every sample once as an anchor); self-labelling
-200 epochs of batch 1000; threshold 0.99, class balancing on.
+200 epochs of batch 1000; threshold 0.99, class balancing on. At lr 1e-4 the heads need thousands
+of steps to leave the uniform prediction they start from (CIFAR-10: ~20,000); a much shorter run
+warns (label-free: the consistency term is still close to log K, or no sample became confident).
 """
 
 from __future__ import annotations
 
+import math
 import time
+import warnings
 from typing import Any
 
 import numpy as np
@@ -217,6 +221,11 @@ class SCAN(SelfLabelClusterer):
         scan_hist = train_epochs(opt, scan_step, n, epochs=int(self.epochs), batch_size=int(self.batch_size),
                                  device=dev, generator=gen, desc="SCAN clustering")
         timings["scan"] = time.perf_counter() - t0
+        if scan_hist and scan_hist[-1]["consistency"] > 0.9 * math.log(int(self.n_clusters)):
+            warnings.warn(f"SCAN: after {len(scan_hist)} epochs the heads still predict almost uniformly "
+                          f"(consistency {scan_hist[-1]['consistency']:.2f}, log K = "
+                          f"{math.log(int(self.n_clusters)):.2f}); train longer (epochs) — the paper runs "
+                          "about 20,000 steps", RuntimeWarning, stacklevel=3)
 
         # the head with the lowest SCAN loss on all (sample, neighbour) pairs of the plain inputs
         # (entropy weight 1, as in the authors' evaluation)
@@ -253,6 +262,9 @@ class SCAN(SelfLabelClusterer):
                                    batch_size=int(self.selflabel_batch_size), device=dev, generator=gen,
                                    desc="SCAN self-labelling")
             timings["selflabel"] = time.perf_counter() - t0
+            if sl_hist and max(r["confident"] for r in sl_hist) == 0:
+                warnings.warn(f"SCAN: no prediction exceeded the threshold {self.threshold}, so self-labelling "
+                              "changed nothing; train the SCAN step longer", RuntimeWarning, stacklevel=3)
         self.backbone_ = backbone.eval().requires_grad_(True)
         head.eval()
         self.labels_ = batched(lambda xb: head(backbone(xb)), x).argmax(1).cpu().numpy()
