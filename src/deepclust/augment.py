@@ -35,7 +35,6 @@ STRONG_OPS: dict[str, tuple[float, float]] = {
     "translate_x": (-0.3, 0.3),   # fraction of the width
     "translate_y": (-0.3, 0.3),
 }
-_GEOMETRIC = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
 
 
 def _uniform(n: int, lo: float, hi: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -104,8 +103,7 @@ def _smooth(x: torch.Tensor) -> torch.Tensor:
     kernel = torch.ones(3, 3, device=x.device, dtype=x.dtype)
     kernel[1, 1] = 5.0
     kernel = (kernel / kernel.sum()).expand(c, 1, 3, 3)
-    out = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
-    return out
+    return F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=c)
 
 
 def _apply_op(name: str, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -122,13 +120,12 @@ def _apply_op(name: str, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         return _equalize(x)
     if name == "brightness":
         return x * vv
-    if name == "color":
-        return _gray(x) + (x - _gray(x)) * vv
+    if name in ("color", "sharpness"):  # blend with a degenerate image: grayscale, smoothed
+        degenerate = _gray(x) if name == "color" else _smooth(x)
+        return degenerate + (x - degenerate) * vv
     if name == "contrast":
         mean = _gray(x).mean(dim=(1, 2, 3), keepdim=True)
         return mean + (x - mean) * vv
-    if name == "sharpness":
-        return _smooth(x) + (x - _smooth(x)) * vv
     if name == "posterize":
         levels = torch.pow(2.0, torch.round(vv)).clamp(min=2.0)  # 2^bits grey levels
         return torch.floor(x * (levels - 1e-6)) / (levels - 1)
