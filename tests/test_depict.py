@@ -62,7 +62,7 @@ def test_outputs_of_the_estimator_api(fitted) -> None:
     assert proba.shape == (len(X), 3) and np.allclose(proba.sum(1), 1, atol=1e-5)
     np.testing.assert_array_equal(model.predict(X), model.labels_)
     assert model.transform(X).shape == (len(X), 3)  # the K-dimensional embedding
-    assert set(model.timings_) == {"pretrain", "kmeans", "warmup", "cluster"}
+    assert set(model.timings_) == {"pretrain", "init", "warmup", "cluster"}
     assert all(0 <= r["changed"] <= 1 for r in model.history_["cluster"])
 
 
@@ -82,13 +82,19 @@ def test_same_seed_same_result() -> None:
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_dec_target_option_and_flat_vectors() -> None:
+@pytest.mark.parametrize("init", ["pic", "kmeans"])
+def test_dec_target_option_and_flat_vectors(init) -> None:
     rng = np.random.default_rng(0)
     centers = rng.normal(0, 6, (3, 12))
     X = np.concatenate([c + rng.normal(0, 1, (50, 12)) for c in centers]).astype(np.float32)
     y = np.repeat(np.arange(3), 50)
-    model = DEPICT(3, target="dec", hidden_dims=(32, 32), random_state=0, **FAST).fit(X)
+    model = DEPICT(3, target="dec", hidden_dims=(32, 32), init=init, random_state=0, **FAST).fit(X)
+    assert model.init_used_ == init
     assert accuracy(y, model.labels_) > 0.9
+
+
+def test_auto_init_is_pic_for_small_data(fitted) -> None:
+    assert fitted[0].init_used_ == "pic"
 
 
 def test_grayscale_images_without_channel_axis() -> None:
@@ -105,6 +111,7 @@ def test_catalogue_builds_depict() -> None:
     (dict(target="kl"), "target must be one of"),
     (dict(prior=[0.5, 0.5]), "prior must be 3 positive"),
     (dict(pretrain_epochs=-1), "pretrain_epochs must be >= 0"),
+    (dict(init="random"), "init must be one of"),
 ])
 def test_bad_settings_are_named(kwargs, message) -> None:
     X, _ = pattern_images(5)

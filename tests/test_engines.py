@@ -16,6 +16,7 @@ from deepclust.engines import (
     KMeans,
     KMedoids,
     MiniBatchKMeans,
+    PathIntegralClustering,
 )
 from deepclust.engines.kmeans import _RowMin, kmeans_plusplus
 from deepclust.errors import DeepclustError
@@ -33,6 +34,7 @@ ENGINES = {
     "kmedoids": lambda k: KMedoids(k),
     "kmedoids-subsampled": lambda k: KMedoids(k, max_samples=200),
     "kmedoids-manhattan": lambda k: KMedoids(k, metric="manhattan"),
+    "pic": lambda k: PathIntegralClustering(k),
 }
 
 
@@ -288,3 +290,40 @@ def test_catalogue_names_resolve():
         assert name in METHODS
         model = make_method(name, n_clusters=3)
         assert model.get_params()["n_clusters"] == 3
+
+
+def test_pic_follows_manifolds_where_kmeans_cannot():
+    from sklearn.datasets import make_moons
+
+    X, y = make_moons(400, noise=0.05, random_state=0)
+    assert accuracy(y, PathIntegralClustering(2, n_neighbors=10).fit(X).labels_) > 0.98
+    assert accuracy(y, KMeans(2, device="cpu").fit(X).labels_) < 0.9
+
+
+def test_pic_path_integral_matches_the_matrix_inverse(monkeypatch):
+    from deepclust.engines import pic
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    targets, weights = pic.transition_graph(X, n_neighbors=5)
+    dense = np.zeros((60, 60))
+    dense[np.arange(60)[:, None], targets] = weights
+    np.testing.assert_allclose(dense.sum(1), 1.0)
+    assert (np.count_nonzero(dense, axis=1) == 6).all()  # 5 neighbours + self-loop
+    d2 = ((X[:, None] - X[None]) ** 2).sum(-1) + np.diag([np.inf] * 60)
+    np.testing.assert_array_equal(targets[:, 1:], np.argsort(d2, 1)[:, :5])
+    members, z = np.arange(10, 40), 0.3
+    expected = []
+    inv = np.linalg.inv(np.eye(30) - z * dense[np.ix_(members, members)])
+    for part in (slice(0, 12), slice(12, 30)):
+        expected.append(inv[part, part].sum() / (part.stop - part.start) ** 2)
+    np.testing.assert_allclose(pic._path_integrals(targets, weights, members, [12, 18], z), expected, rtol=1e-12)
+    monkeypatch.setattr(pic, "_DENSE_MAX", 5)  # the Neumann series gives the same numbers
+    np.testing.assert_allclose(pic._path_integrals(targets, weights, members, [12, 18], z), expected, rtol=1e-10)
+
+
+def test_pic_bad_parameters_raise(blobs):
+    X, _ = blobs
+    for params in ({"n_neighbors": 0}, {"n_neighbors": len(X)}, {"z": 1.5}, {"a": 0}):
+        with pytest.raises(DeepclustError):
+            PathIntegralClustering(4, **params).fit(X)

@@ -3,6 +3,8 @@
 * :mod:`deepclust.engines.kmeans` — k-means and mini-batch k-means in torch (CPU/CUDA).
 * :mod:`deepclust.engines.classical` — Gaussian mixture, HDBSCAN, Ward agglomerative clustering
   and k-medoids, wrapping scikit-learn and the ``kmedoids`` package.
+* :mod:`deepclust.engines.pic` — agglomerative clustering by maximum incremental path integral
+  (AC-PIC) on a sparse K-nearest-neighbour graph.
 * :mod:`deepclust.engines.neighbors` — cosine k-nearest neighbours (torch blocks or faiss).
 
 The classes are imported on first use, so ``import deepclust.engines`` stays cheap.
@@ -21,6 +23,7 @@ _WHERE = {
     "HDBSCAN": "deepclust.engines.classical",
     "AgglomerativeClustering": "deepclust.engines.classical",
     "KMedoids": "deepclust.engines.classical",
+    "PathIntegralClustering": "deepclust.engines.pic",
     "cosine_knn": "deepclust.engines.neighbors",
 }
 
