@@ -125,3 +125,15 @@ def test_images_too_small_and_wrong_shape_at_predict(fitted) -> None:
     model, _, _ = fitted
     with pytest.raises(DeepclustError, match="shape"):
         model.predict(np.zeros((2, 1, 8, 8), np.float32))
+
+
+def test_pretrained_autoencoder_cache_gives_the_same_fit(tmp_path: Path) -> None:
+    X, _ = pattern_images(20)
+    kw = dict(FAST, pretrain_epochs=3, cluster_epochs=2, cache_dir=str(tmp_path))
+    first = DEPICT(3, random_state=2, **kw).fit(X)
+    assert len(list((tmp_path / "autoencoders").glob("*.safetensors"))) == 1
+    second = DEPICT(3, random_state=2, **kw).fit(X)
+    assert "cached" in second.history_["pretrain"][0]
+    np.testing.assert_allclose(second.predict_proba(X), first.predict_proba(X), atol=1e-6)
+    other = DEPICT(3, random_state=3, **kw).fit(X)  # another seed pretrains its own
+    assert "cached" not in other.history_["pretrain"][0]

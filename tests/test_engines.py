@@ -322,8 +322,20 @@ def test_pic_path_integral_matches_the_matrix_inverse(monkeypatch):
     np.testing.assert_allclose(pic._path_integrals(targets, weights, members, [12, 18], z), expected, rtol=1e-10)
 
 
+def test_pic_min_cluster_size_keeps_an_isolated_pair_from_taking_a_cluster():
+    X, y = make_blobs(300, centers=[[0, 0], [4, 0], [2, 3.5]], cluster_std=1.0, random_state=0)
+    X = np.vstack([X, [[30, 30], [30.2, 30]]])  # two isolated points, far from everything
+    plain = PathIntegralClustering(3, n_neighbors=10).fit(X)
+    assert plain.labels_[-1] == plain.labels_[-2] and (plain.labels_ == plain.labels_[-1]).sum() == 2
+    assert plain.n_outliers_ == 0
+    robust = PathIntegralClustering(3, n_neighbors=10, min_cluster_size=10).fit(X)
+    assert robust.n_outliers_ == 2 and np.bincount(robust.labels_).min() >= 10
+    assert accuracy(y, robust.labels_[:300]) > 0.85 > accuracy(y, plain.labels_[:300])
+
+
 def test_pic_bad_parameters_raise(blobs):
     X, _ = blobs
-    for params in ({"n_neighbors": 0}, {"n_neighbors": len(X)}, {"z": 1.5}, {"a": 0}):
+    for params in ({"n_neighbors": 0}, {"n_neighbors": len(X)}, {"z": 1.5}, {"a": 0}, {"min_cluster_size": 0},
+                   {"min_cluster_size": 151}):
         with pytest.raises(DeepclustError):
             PathIntegralClustering(4, **params).fit(X)

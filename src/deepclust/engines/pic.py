@@ -13,6 +13,8 @@ Recognition 46(11), 2013. DEPICT's authors initialise USPS and MNIST-test with i
    most: ``(S_{A|A∪B} − S_A) + (S_{B|A∪B} − S_B)``, where ``S_{A|U}`` counts the paths between
    points of A that may pass through U. Clusters with no edge between them have increment 0,
    so only neighbouring clusters are scored; they merge last (largest first), if ever.
+4. Optional (``min_cluster_size``, not in the paper): groups below a size are outliers, not
+   clusters; the cut is the coarsest level with ``n_clusters`` groups of that size.
 
 Unlike the reference MATLAB/Python code, no n × n matrix is ever formed: neighbours come from a
 blocked search, the graph is sparse, and each path integral is a sparse solve (a dense one for
@@ -34,6 +36,7 @@ from scipy.sparse.csgraph import connected_components
 from deepclust.base import BaseClusterer
 from deepclust.engines.classical import _flat, _nearest
 from deepclust.errors import DeepclustError
+from deepclust.progress import progress
 from deepclust.validation import check_n_clusters
 
 __all__ = ["PathIntegralClustering", "euclidean_knn"]
@@ -105,6 +108,14 @@ def _path_integrals(targets: np.ndarray, weights: np.ndarray, members: np.ndarra
     return np.array([Xs[bounds[j]:bounds[j + 1], j].sum() / parts[j] ** 2 for j in range(len(parts))])
 
 
+def _centroids(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Mean of each cluster's points (labels < 0 are left out)."""
+    keep = labels >= 0
+    sums = np.zeros((k, X.shape[1]))
+    np.add.at(sums, labels[keep], X[keep])
+    return (sums / np.bincount(labels[keep], minlength=k)[:, None]).astype(np.float32)
+
+
 class PathIntegralClustering(BaseClusterer):
     """AC-PIC (Zhang, Zhao & Wang, Pattern Recognition 2013) with the common estimator API.
 
@@ -114,18 +125,24 @@ class PathIntegralClustering(BaseClusterer):
     n_neighbors : K of the K-nearest-neighbour graph (20 in the paper and in DEPICT's code).
     a : scale of σ² relative to the mean squared neighbour distance (1).
     z : discount of longer paths, ``(I − zP)⁻¹`` (0.01).
+    min_cluster_size : groups smaller than this are outliers, not clusters (1: plain AC-PIC). The
+        cut is then the coarsest level of the hierarchy with ``n_clusters`` groups of at least this
+        size, and the points of smaller groups join the nearest of their centroids
+        (``n_outliers_`` counts them). Without it, a few isolated points can end as a cluster of
+        their own and take one of the ``n_clusters``.
     device, random_state : accepted for a uniform API; the algorithm is deterministic and on the CPU.
     """
 
     _saved_arrays = ("labels_", "cluster_centers_")
-    _saved_values = ("timings_", "n_initial_clusters_")
+    _saved_values = ("timings_", "n_initial_clusters_", "n_outliers_")
 
     def __init__(self, n_clusters: int = 8, *, n_neighbors: int = 20, a: float = 1.0, z: float = 0.01,
-                 device: Any = "auto", random_state: Any = 0):
+                 min_cluster_size: int = 1, device: Any = "auto", random_state: Any = 0):
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.a = a
         self.z = z
+        self.min_cluster_size = min_cluster_size
         self.device = device
         self.random_state = random_state
 
@@ -140,18 +157,25 @@ class PathIntegralClustering(BaseClusterer):
             raise DeepclustError(f"n_neighbors must be between 1 and n - 1 = {n - 1}, got {self.n_neighbors!r}")
         if not 0 < float(self.z) < 1 or not float(self.a) > 0:
             raise DeepclustError(f"z must be in (0, 1) and a > 0, got z={self.z!r}, a={self.a!r}")
+        min_size = int(self.min_cluster_size)
+        if not 1 <= min_size <= n // k:
+            raise DeepclustError(f"min_cluster_size must be between 1 and n / n_clusters = {n // k}, "
+                                 f"got {self.min_cluster_size!r}")
         t0 = time.perf_counter()
         targets, weights = transition_graph(Xf, K, float(self.a))
         t1 = time.perf_counter()
-        self.labels_ = self._merge(targets, weights, k, float(self.z))
+        labels = self._merge(targets, weights, k, float(self.z), min_size)
         t2 = time.perf_counter()
-        counts = np.bincount(self.labels_, minlength=k)
-        sums = np.zeros((k, Xf.shape[1]))
-        np.add.at(sums, self.labels_, Xf)
-        self.cluster_centers_ = (sums / counts[:, None]).astype(np.float32)
+        self.cluster_centers_ = _centroids(Xf, labels, k)
+        outliers = labels < 0  # groups below min_cluster_size join the nearest cluster centroid
+        self.n_outliers_ = int(outliers.sum())
+        if self.n_outliers_:
+            labels[outliers] = _nearest(Xf[outliers], self.cluster_centers_)
+            self.cluster_centers_ = _centroids(Xf, labels, k)
+        self.labels_ = labels
         self.timings_ = {"graph": t1 - t0, "merge": t2 - t1}
 
-    def _merge(self, targets: np.ndarray, weights: np.ndarray, k: int, z: float) -> np.ndarray:
+    def _merge(self, targets: np.ndarray, weights: np.ndarray, k: int, z: float, min_size: int) -> np.ndarray:
         n = targets.shape[0]
         link = sp.coo_matrix((np.ones(n), (np.arange(n), targets[:, 1])), shape=(n, n))
         n_init, labels = connected_components(link, directed=False)
@@ -178,29 +202,49 @@ class PathIntegralClustering(BaseClusterer):
 
         heap = [(-affinity(a, b), a, b) for a, b in edges.tolist()]
         heapq.heapify(heap)
+        # with min_size > 1 the whole hierarchy is built, to find its coarsest level with k clusters
+        # of at least min_size points; every merge is recorded with the number of such clusters after it
+        initial = dict(members)
+        stop = 1 if min_size > 1 else k
+        n_big = sum(m.size >= min_size for m in members.values())
+        merges: list[tuple[int, int, int]] = []
+        n_big_after = [n_big]
         next_id = n_init
-        while len(members) > k:
+        bar = progress(desc="AC-PIC merging", total=max(0, n_init - stop), unit="merge")
+        while len(members) > stop:
+            bar.update()
             while heap and (heap[0][1] not in members or heap[0][2] not in members):
                 heapq.heappop(heap)
             if heap:
                 _, a, b = heapq.heappop(heap)
             else:  # no two clusters touch: join the two smallest (increment 0 for every pair)
                 a, b = sorted(members, key=lambda c: members[c].size)[:2]
+            n_big -= (members[a].size >= min_size) + (members[b].size >= min_size)
             merged = np.concatenate([members.pop(a), members.pop(b)])
+            n_big += merged.size >= min_size
             del complexity[a], complexity[b]
             c, next_id = next_id, next_id + 1
             members[c] = merged
+            merges.append((a, b, c))
+            n_big_after.append(n_big)
             complexity[c] = path_integrals(merged, [merged.size])[0]
             touching[c] = (touching.pop(a) | touching.pop(b)) - {a, b}
             for d in touching[c]:
                 touching[d] -= {a, b}
                 touching[d].add(c)
-                if len(members) > k:
+                if len(members) > stop:
                     heapq.heappush(heap, (-affinity(c, d), d, c))
-        # clusters numbered by size, largest first
+        bar.close()
+        if min_size > 1:
+            levels = [t for t, nb in enumerate(n_big_after) if nb == k]
+            cut = levels[-1] if levels else max(0, n_init - k)  # never k big clusters: the plain cut
+            members = initial
+            for a, b, c in merges[:cut]:
+                members[c] = np.concatenate([members.pop(a), members.pop(b)])
+        # clusters numbered by size, largest first; points of clusters below min_size get -1
         order = sorted(members, key=lambda c: -members[c].size)
-        out = np.empty(n, dtype=np.int64)
-        for new, c in enumerate(order):
+        out = np.full(n, -1, dtype=np.int64)
+        for new, c in enumerate(order[:k]):
             out[members[c]] = new
         return out
 

@@ -24,7 +24,11 @@ maximum incremental path integral (AC-PIC, :class:`~deepclust.engines.PathIntegr
 which the authors use for USPS and MNIST-test; ``init="kmeans"`` (``kmeans_n_init`` restarts,
 40 in the paper) is what they use for MNIST-full. ``init="auto"`` (default) takes AC-PIC up to
 ``PIC_MAX_SAMPLES`` points and k-means above, where the merging gets slow; a rule on the data
-size, like the authors' split, never on labels.
+size, like the authors' split, never on labels. One addition to AC-PIC: DEPICT's prior says the
+clusters have comparable sizes, so groups smaller than ``PIC_MIN_SHARE`` (10 %) of the mean
+cluster size n/K do not count as clusters (see ``min_cluster_size`` of the engine); plain AC-PIC
+sometimes ends with a cluster of two isolated points, which then dies during training and leaves
+K − 1 clusters.
 
 The two targets behave differently. ``"paper"`` only rebalances cluster sizes: for balanced
 clusters Q ≈ P, so the noisy pathway is taught to match the clean one and, with dropout noise, P
@@ -47,27 +51,34 @@ falling slowly at 80 epochs; give more epochs where time allows.
 
 from __future__ import annotations
 
+import math
+import os
 import time
 import warnings
+from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from deepclust.base import BaseClusterer
 from deepclust.device import resolve_device
 from deepclust.encoders import ConvAutoencoder, MLPAutoencoder
+from deepclust.encoders.cache import CACHE_ENV, cache_key, fingerprint_data
 from deepclust.engines.kmeans import KMeans
 from deepclust.engines.pic import PathIntegralClustering
 from deepclust.errors import DeepclustError
 from deepclust.heads import SoftmaxHead
 from deepclust.losses import layerwise_reconstruction_loss, soft_cross_entropy
-from deepclust.runtime import seeded_generator
+from deepclust.runtime import seed_everything, seeded_generator
 from deepclust.targets import TARGETS
-from deepclust.training import batched, train_epochs
+from deepclust.training import History, batched, train_epochs
 
 #: ``init="auto"`` uses AC-PIC up to this many points, k-means above
 PIC_MAX_SAMPLES = 20_000
+#: AC-PIC groups below this share of the mean cluster size n/K are outliers, not clusters
+PIC_MIN_SHARE = 0.1
 INITS = ("auto", "pic", "kmeans")
 
 
@@ -89,6 +100,8 @@ class DEPICT(BaseClusterer):
     init : initial partition of the pretrained embedding: ``"pic"`` (AC-PIC), ``"kmeans"`` or
         ``"auto"`` (AC-PIC up to ``PIC_MAX_SAMPLES`` points, else k-means).
     kmeans_n_init : k-means restarts when k-means initialises (40 in the paper).
+    cache_dir : folder for pretrained autoencoders (None: ``$DEEPCLUST_CACHE`` or no cache); fits
+        with the same data, seed and pretraining settings (e.g. both targets) then pretrain once.
     mixed_precision : autocast on CUDA: True or ``"bf16"`` (bfloat16), ``"fp16"`` (float16 with
         gradient scaling), False (float32). Ignored on the CPU.
     random_state : seed of every random draw (None: a fresh one each fit).
@@ -103,7 +116,7 @@ class DEPICT(BaseClusterer):
                  batch_size: int = 256, lr: float = 1e-3, tol: float = 0.001, recon_weight: float = 1.0,
                  hidden_recon_weight: float = 0.1, dropout: float = 0.1, channels: Sequence[int] = (50, 50),
                  hidden_dims: Sequence[int] = (500, 500, 2000), init: str = "auto", kmeans_n_init: int = 40,
-                 mixed_precision: bool = True, device: Any = "auto", random_state: int | None = 0,
+                 cache_dir: str | None = None, mixed_precision: bool = True, device: Any = "auto", random_state: int | None = 0,
                  verbose: bool = False):
         self.n_clusters = n_clusters
         self.target = target
@@ -121,6 +134,7 @@ class DEPICT(BaseClusterer):
         self.hidden_dims = hidden_dims
         self.init = init
         self.kmeans_n_init = kmeans_n_init
+        self.cache_dir = cache_dir
         self.mixed_precision = mixed_precision
         self.device = device
         self.random_state = random_state
@@ -163,6 +177,15 @@ class DEPICT(BaseClusterer):
         hi = torch.as_tensor(self.scale_max_, device=dev)
         return (Xt - lo).div_((hi - lo).clamp_min(1e-12)).mul_(2).sub_(1)
 
+    def _cache_path(self, X: np.ndarray, seed: int) -> Path | None:
+        root = self.cache_dir or os.environ.get(CACHE_ENV)
+        if not root:
+            return None
+        identity = {"depict-autoencoder": {k: getattr(self, k) for k in (
+            "n_clusters", "pretrain_epochs", "batch_size", "lr", "hidden_recon_weight", "dropout", "channels",
+            "hidden_dims", "mixed_precision")}, "seed": seed, "device": resolve_device(self.device).type}
+        return Path(root).expanduser() / "autoencoders" / f"{cache_key(identity, fingerprint_data(X))}.safetensors"
+
     def _net_device(self) -> torch.device:
         return next(self.autoencoder_.parameters()).device
 
@@ -204,14 +227,28 @@ class DEPICT(BaseClusterer):
             return {"loss": layerwise_reconstruction_loss(noisy.decoded, clean.encoded, hw)}
 
         # 1. autoencoder pretraining: corrupted pathway reconstructs every layer of the clean one
-        phase("pretrain", ae.parameters(), reconstruction, self.pretrain_epochs)
+        cached = self._cache_path(X, seed)
+        if cached is not None and cached.is_file():
+            ae.load_state_dict(load_file(str(cached), device=str(dev)))
+            history["pretrain"], timings["pretrain"] = History([{"cached": str(cached)}]), 0.0
+        else:
+            phase("pretrain", ae.parameters(), reconstruction, self.pretrain_epochs)
+            if cached is not None and not history["pretrain"].interrupted:
+                cached.parent.mkdir(parents=True, exist_ok=True)
+                tmp = cached.with_suffix(f".tmp{os.getpid()}")
+                save_file({k: v.detach().contiguous().cpu() for k, v in ae.state_dict().items()}, str(tmp))
+                os.replace(tmp, cached)
+        # later phases draw from a fresh stream, so a cached autoencoder gives the same fit
+        seed_everything(seed + 1)
+        common["generator"] = torch.Generator().manual_seed(seed + 1)
 
         # 2. initial partition of the clean embedding; softmax head from its L2-normalised centroids
         t0 = time.perf_counter()
         Z = batched(ae.encode, Xt, mixed_precision=self.mixed_precision).float().cpu().numpy()
         self.init_used_ = self.init if self.init != "auto" else ("pic" if n <= PIC_MAX_SAMPLES else "kmeans")
         if self.init_used_ == "pic":
-            start = PathIntegralClustering(self.n_clusters).fit(Z)
+            min_size = max(1, math.ceil(PIC_MIN_SHARE * n / self.n_clusters))
+            start = PathIntegralClustering(self.n_clusters, min_cluster_size=min_size).fit(Z)
         else:
             start = KMeans(self.n_clusters, n_init=int(self.kmeans_n_init), device=dev, random_state=seed).fit(Z)
         head.init_from_centroids(torch.from_numpy(start.cluster_centers_))
