@@ -12,14 +12,16 @@ Recognition 46(11), 2013. DEPICT's authors initialise USPS and MNIST-test with i
    longer ones discounted by ``z``). Merge, again and again, the two clusters whose union adds the
    most: ``(S_{A|A∪B} − S_A) + (S_{B|A∪B} − S_B)``, where ``S_{A|U}`` counts the paths between
    points of A that may pass through U. Clusters with no edge between them have increment 0,
-   so only neighbouring clusters are scored; they merge last (largest first), if ever.
+   so only neighbouring clusters are scored; they merge last (the two smallest first), if ever.
 4. Optional (``min_cluster_size``, not in the paper): groups below a size are outliers, not
    clusters; the cut is the coarsest level with ``n_clusters`` groups of that size.
 
 Unlike the reference MATLAB/Python code, no n × n matrix is ever formed: neighbours come from a
 blocked search, the graph is sparse, and each path integral is a sparse solve (a dense one for
-small clusters, else the Neumann series, which converges at rate ``z``). A fit of 10,000 points
-takes seconds. ``predict`` assigns new points to the nearest cluster centroid.
+small clusters, else the Neumann series, which converges at rate ``z``). On one CPU core a fit
+of the 9,298 USPS images takes about 30 s on a 10-d embedding and a minute on raw pixels; the
+merging is a Python loop, so it grows faster than n. ``predict`` assigns new points to the nearest
+cluster centroid.
 """
 
 from __future__ import annotations
