@@ -116,8 +116,8 @@ class DEPICT(BaseClusterer):
                  batch_size: int = 256, lr: float = 1e-3, tol: float = 0.001, recon_weight: float = 1.0,
                  hidden_recon_weight: float = 0.1, dropout: float = 0.1, channels: Sequence[int] = (50, 50),
                  hidden_dims: Sequence[int] = (500, 500, 2000), init: str = "auto", kmeans_n_init: int = 40,
-                 cache_dir: str | None = None, mixed_precision: bool = True, device: Any = "auto", random_state: int | None = 0,
-                 verbose: bool = False):
+                 cache_dir: str | None = None, mixed_precision: bool = True, device: Any = "auto",
+                 random_state: int | None = 0, verbose: bool = False):
         self.n_clusters = n_clusters
         self.target = target
         self.prior = prior
