@@ -43,8 +43,8 @@ clustering phase stops on the label-change criterion above. We also scale pixels
 min/max rather than by 127.5.
 
 Default schedule: Adam lr 1e-3, batch 256, 80 pretraining + 3 warm-up + at most 40 clustering
-epochs, chosen once (not per data set) so that a fit of the 9,298 USPS images takes about 7
-minutes on two CPU cores (a compute budget, not a choice made by looking at accuracy); the
+epochs, chosen once (not per data set) so that a fit of the 9,298 USPS images takes 6–8 minutes
+on two CPU cores (a compute budget, not a choice made by looking at accuracy); the
 paper's lr 1e-4, batch 100 and thousands of epochs take hours. The reconstruction loss is still
 falling slowly at 80 epochs; give more epochs where time allows.
 """
