@@ -87,6 +87,32 @@ def cache_key(identity: dict[str, Any], data_fingerprint: str) -> str:
     return hashlib.blake2b(blob.encode(), digest_size=20).hexdigest()
 
 
+def weights_path(cache_dir: str | os.PathLike | None, identity: dict[str, Any], X: Any) -> Path | None:
+    """Where pretrained weights for ``identity`` trained on ``X`` are kept: ``autoencoders/<key>.safetensors``
+    under ``cache_dir`` or ``$DEEPCLUST_CACHE``; None (no caching) when neither is set."""
+    root = cache_dir or os.environ.get(CACHE_ENV)
+    if not root:
+        return None
+    return Path(root).expanduser() / "autoencoders" / f"{cache_key(identity, fingerprint_data(X))}.safetensors"
+
+
+def load_weights(module: Any, path: Path, device: Any) -> None:
+    """Load a state dict saved by :func:`save_weights` into ``module``."""
+    from safetensors.torch import load_file
+
+    module.load_state_dict(load_file(str(path), device=str(device)))
+
+
+def save_weights(module: Any, path: Path) -> None:
+    """Save ``module``'s state dict to ``path``, written to a temporary file and renamed into place."""
+    from safetensors.torch import save_file
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
+
+
 class EmbeddingCache:
     """A folder of cached embeddings (see the module docstring)."""
 

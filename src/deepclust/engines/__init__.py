@@ -5,7 +5,7 @@
   and k-medoids, wrapping scikit-learn and the ``kmedoids`` package.
 * :mod:`deepclust.engines.pic` — agglomerative clustering by maximum incremental path integral
   (AC-PIC) on a sparse K-nearest-neighbour graph.
-* :mod:`deepclust.engines.neighbors` — cosine k-nearest neighbours (torch blocks or faiss).
+* :mod:`deepclust.engines.neighbors` — cosine (torch blocks or faiss) and Euclidean k-nearest neighbours.
 
 The classes are imported on first use, so ``import deepclust.engines`` stays cheap.
 """
@@ -25,6 +25,7 @@ _WHERE = {
     "KMedoids": "deepclust.engines.classical",
     "PathIntegralClustering": "deepclust.engines.pic",
     "cosine_knn": "deepclust.engines.neighbors",
+    "euclidean_knn": "deepclust.engines.neighbors",
 }
 
 __all__ = sorted(_WHERE)

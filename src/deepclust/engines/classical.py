@@ -48,6 +48,29 @@ def _nearest(X: np.ndarray, centers: np.ndarray, metric: str = "euclidean") -> n
     return pairwise_distances_argmin(_flat(X), centers, metric=metric).astype(np.int64)
 
 
+def centroids(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Mean of each cluster's points, float32 (points labelled < 0 are left out)."""
+    keep = labels >= 0
+    sums = np.zeros((k, X.shape[1]), dtype=np.float64)
+    np.add.at(sums, labels[keep], X[keep])
+    return (sums / np.maximum(np.bincount(labels[keep], minlength=k), 1)[:, None]).astype(np.float32)
+
+
+class _NearestCentroid:
+    """``predict`` and ``transform`` of a clusterer that keeps ``cluster_centers_`` (agglomerative
+    ones): nearest centroid, Euclidean distances."""
+
+    cluster_centers_: np.ndarray
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        return _nearest(_flat(X), self.cluster_centers_)
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
+        from sklearn.metrics import pairwise_distances
+
+        return pairwise_distances(_flat(X), self.cluster_centers_)
+
+
 def _subsample(n: int, max_samples: int | None, random_state: Any) -> np.ndarray | None:
     if max_samples is None or n <= max_samples:
         return None
@@ -223,7 +246,7 @@ class HDBSCAN(BaseClusterer):
 
 
 # ---------------------------------------------------------------------------------- Agglomerative
-class AgglomerativeClustering(BaseClusterer):
+class AgglomerativeClustering(_NearestCentroid, BaseClusterer):
     """Agglomerative clustering (:class:`sklearn.cluster.AgglomerativeClustering`), Ward linkage by default.
 
     Ward needs the full pairwise distance matrix: O(n²) memory (about 1.6 GB at n = 20,000) and
@@ -259,10 +282,7 @@ class AgglomerativeClustering(BaseClusterer):
         t0 = time.perf_counter()
         sub_labels = SkAgglo(n_clusters=k, linkage=self.linkage).fit_predict(Xs)
         t1 = time.perf_counter()
-        counts = np.bincount(sub_labels, minlength=k).astype(np.float64)
-        sums = np.zeros((k, Xs.shape[1]), dtype=np.float64)
-        np.add.at(sums, sub_labels, Xs)
-        self.cluster_centers_ = (sums / np.maximum(counts, 1)[:, None]).astype(np.float32)
+        self.cluster_centers_ = centroids(Xs, sub_labels, k)
         if sub is None:
             labels = sub_labels.astype(np.int64)
         else:
@@ -271,14 +291,6 @@ class AgglomerativeClustering(BaseClusterer):
         self.labels_ = labels
         self.n_fit_samples_ = int(Xs.shape[0])
         self.timings_ = {"fit": t1 - t0, "labels": time.perf_counter() - t1}
-
-    def _predict(self, X: np.ndarray) -> np.ndarray:
-        return _nearest(_flat(X), self.cluster_centers_)
-
-    def _transform(self, X: np.ndarray) -> np.ndarray:
-        from sklearn.metrics import pairwise_distances
-
-        return pairwise_distances(_flat(X), self.cluster_centers_)
 
 
 # ---------------------------------------------------------------------------------- KMedoids

@@ -1,4 +1,5 @@
-"""k nearest neighbours by cosine similarity, batched on the device (SCAN's mining step).
+"""k nearest neighbours, batched: by cosine similarity on the device (SCAN's mining step), and by
+Euclidean distance (:func:`euclidean_knn`, AC-PIC's graph).
 
 torch: rows are L2-normalised, similarities computed one block of queries at a time with a
 matrix product and reduced with ``topk`` (never an n × n matrix). faiss (an exact
@@ -71,3 +72,21 @@ def _drop_self(idx: torch.Tensor, k: int) -> torch.Tensor:
     drop_last = keep.all(1)
     keep[drop_last, -1] = False
     return idx[keep].reshape(n, k)
+
+
+@torch.no_grad()
+def euclidean_knn(X: np.ndarray, k: int, *, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Squared Euclidean distances and indices (n × k, nearest first) of every row's ``k`` nearest
+    other rows, computed block by block (never an n × n matrix)."""
+    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float64))
+    sq = (Xt * Xt).sum(1)
+    n = Xt.shape[0]
+    dists, idx = [], []
+    for start in range(0, n, block):
+        xb = Xt[start:start + block]
+        d2 = (sq[start:start + block, None] - 2 * xb @ Xt.T + sq[None, :]).clamp_min_(0)
+        d2[torch.arange(xb.shape[0]), torch.arange(start, start + xb.shape[0])] = float("inf")
+        d, i = torch.topk(d2, k, dim=1, largest=False)
+        dists.append(d)
+        idx.append(i)
+    return torch.cat(dists).numpy(), torch.cat(idx).numpy()

@@ -32,37 +32,19 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import torch
 from scipy.sparse.csgraph import connected_components
 
 from deepclust.base import BaseClusterer
-from deepclust.engines.classical import _flat, _nearest
+from deepclust.engines.classical import _flat, _nearest, _NearestCentroid, centroids
+from deepclust.engines.neighbors import euclidean_knn
 from deepclust.errors import DeepclustError
 from deepclust.progress import progress
 from deepclust.validation import check_n_clusters
 
-__all__ = ["PathIntegralClustering", "euclidean_knn"]
+__all__ = ["PathIntegralClustering", "transition_graph"]
 
 #: clusters up to this size get an exact dense solve; larger ones the Neumann series
 _DENSE_MAX = 96
-
-
-@torch.no_grad()
-def euclidean_knn(X: np.ndarray, k: int, *, block: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Squared Euclidean distances and indices (n × k, nearest first) of every row's ``k`` nearest
-    other rows, computed block by block (never an n × n matrix)."""
-    Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float64))
-    sq = (Xt * Xt).sum(1)
-    n = Xt.shape[0]
-    dists, idx = [], []
-    for start in range(0, n, block):
-        xb = Xt[start:start + block]
-        d2 = (sq[start:start + block, None] - 2 * xb @ Xt.T + sq[None, :]).clamp_min_(0)
-        d2[torch.arange(xb.shape[0]), torch.arange(start, start + xb.shape[0])] = float("inf")
-        d, i = torch.topk(d2, k, dim=1, largest=False)
-        dists.append(d)
-        idx.append(i)
-    return torch.cat(dists).numpy(), torch.cat(idx).numpy()
 
 
 def transition_graph(X: np.ndarray, n_neighbors: int = 20, a: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -110,15 +92,7 @@ def _path_integrals(targets: np.ndarray, weights: np.ndarray, members: np.ndarra
     return np.array([Xs[bounds[j]:bounds[j + 1], j].sum() / parts[j] ** 2 for j in range(len(parts))])
 
 
-def _centroids(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Mean of each cluster's points (labels < 0 are left out)."""
-    keep = labels >= 0
-    sums = np.zeros((k, X.shape[1]))
-    np.add.at(sums, labels[keep], X[keep])
-    return (sums / np.bincount(labels[keep], minlength=k)[:, None]).astype(np.float32)
-
-
-class PathIntegralClustering(BaseClusterer):
+class PathIntegralClustering(_NearestCentroid, BaseClusterer):
     """AC-PIC (Zhang, Zhao & Wang, Pattern Recognition 2013) with the common estimator API.
 
     Parameters
@@ -168,12 +142,12 @@ class PathIntegralClustering(BaseClusterer):
         t1 = time.perf_counter()
         labels = self._merge(targets, weights, k, float(self.z), min_size)
         t2 = time.perf_counter()
-        self.cluster_centers_ = _centroids(Xf, labels, k)
+        self.cluster_centers_ = centroids(Xf, labels, k)
         outliers = labels < 0  # groups below min_cluster_size join the nearest cluster centroid
         self.n_outliers_ = int(outliers.sum())
         if self.n_outliers_:
             labels[outliers] = _nearest(Xf[outliers], self.cluster_centers_)
-            self.cluster_centers_ = _centroids(Xf, labels, k)
+            self.cluster_centers_ = centroids(Xf, labels, k)
         self.labels_ = labels
         self.timings_ = {"graph": t1 - t0, "merge": t2 - t1}
 
@@ -249,11 +223,3 @@ class PathIntegralClustering(BaseClusterer):
         for new, c in enumerate(order[:k]):
             out[members[c]] = new
         return out
-
-    def _predict(self, X: np.ndarray) -> np.ndarray:
-        return _nearest(_flat(X), self.cluster_centers_)
-
-    def _transform(self, X: np.ndarray) -> np.ndarray:
-        from sklearn.metrics import pairwise_distances
-
-        return pairwise_distances(_flat(X), self.cluster_centers_)

@@ -26,7 +26,6 @@ one benchmark) pretrain it once.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -34,12 +33,11 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
 from deepclust.base import BaseClusterer
 from deepclust.device import resolve_device
 from deepclust.encoders import ConvAutoencoder, MLPAutoencoder
-from deepclust.encoders.cache import CACHE_ENV, cache_key, fingerprint_data
+from deepclust.encoders.cache import load_weights, save_weights, weights_path
 from deepclust.errors import DeepclustError
 from deepclust.runtime import seeded_generator
 from deepclust.training import History, batched, train_epochs
@@ -134,14 +132,10 @@ class AutoencoderClusterer(BaseClusterer):
 
     # ------------------------------------------------------------------ pretraining
     def _cache_path(self, X: np.ndarray, seed: int) -> Path | None:
-        root = self.cache_dir or os.environ.get(CACHE_ENV)
-        if not root:
-            return None
         identity = {"autoencoder": {k: getattr(self, k) for k in self._ae_params}, "seed": seed,
                     "architecture": self.architecture_, "scaling": self.scaling_,
                     "embedding_dim": self._embedding_size()}
-        key = cache_key(identity, fingerprint_data(X))
-        return Path(root).expanduser() / "autoencoders" / f"{key}.safetensors"
+        return weights_path(self.cache_dir, identity, X)
 
     def _pretrained_autoencoder(self, X: np.ndarray, Xt: torch.Tensor, seed: int,
                                 gen: torch.Generator) -> torch.nn.Module:
@@ -152,7 +146,7 @@ class AutoencoderClusterer(BaseClusterer):
         t0 = time.perf_counter()
         path = self._cache_path(X, seed)
         if path is not None and path.is_file():
-            ae.load_state_dict(load_file(str(path), device=str(dev)))
+            load_weights(ae, path, dev)
             self.history_["pretrain"] = [{"cached": str(path)}]
         else:
             history = History()
@@ -168,10 +162,7 @@ class AutoencoderClusterer(BaseClusterer):
             self.history_["pretrain"] = list(history)
             self.interrupted_ = bool(history.interrupted)
             if path is not None and not history.interrupted:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_suffix(f".tmp{os.getpid()}")
-                save_file({k: v.detach().contiguous().cpu() for k, v in ae.state_dict().items()}, str(tmp))
-                os.replace(tmp, path)
+                save_weights(ae, path)
         self.timings_["pretrain"] = time.perf_counter() - t0
         return ae
 

@@ -52,7 +52,6 @@ falling slowly at 80 epochs; give more epochs where time allows.
 from __future__ import annotations
 
 import math
-import os
 import time
 import warnings
 from pathlib import Path
@@ -60,12 +59,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from deepclust.base import BaseClusterer
 from deepclust.device import resolve_device
 from deepclust.encoders import ConvAutoencoder, MLPAutoencoder
-from deepclust.encoders.cache import CACHE_ENV, cache_key, fingerprint_data
+from deepclust.encoders.cache import load_weights, save_weights, weights_path
 from deepclust.engines.kmeans import KMeans
 from deepclust.engines.pic import PathIntegralClustering
 from deepclust.errors import DeepclustError
@@ -178,13 +176,10 @@ class DEPICT(BaseClusterer):
         return (Xt - lo).div_((hi - lo).clamp_min(1e-12)).mul_(2).sub_(1)
 
     def _cache_path(self, X: np.ndarray, seed: int) -> Path | None:
-        root = self.cache_dir or os.environ.get(CACHE_ENV)
-        if not root:
-            return None
         identity = {"depict-autoencoder": {k: getattr(self, k) for k in (
             "n_clusters", "pretrain_epochs", "batch_size", "lr", "hidden_recon_weight", "dropout", "channels",
             "hidden_dims", "mixed_precision")}, "seed": seed, "device": resolve_device(self.device).type}
-        return Path(root).expanduser() / "autoencoders" / f"{cache_key(identity, fingerprint_data(X))}.safetensors"
+        return weights_path(self.cache_dir, identity, X)
 
     def _net_device(self) -> torch.device:
         return next(self.autoencoder_.parameters()).device
@@ -229,15 +224,12 @@ class DEPICT(BaseClusterer):
         # 1. autoencoder pretraining: corrupted pathway reconstructs every layer of the clean one
         cached = self._cache_path(X, seed)
         if cached is not None and cached.is_file():
-            ae.load_state_dict(load_file(str(cached), device=str(dev)))
+            load_weights(ae, cached, dev)
             history["pretrain"], timings["pretrain"] = History([{"cached": str(cached)}]), 0.0
         else:
             phase("pretrain", ae.parameters(), reconstruction, self.pretrain_epochs)
             if cached is not None and not history["pretrain"].interrupted:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_suffix(f".tmp{os.getpid()}")
-                save_file({k: v.detach().contiguous().cpu() for k, v in ae.state_dict().items()}, str(tmp))
-                os.replace(tmp, cached)
+                save_weights(ae, cached)
         # later phases draw from a fresh stream, so a cached autoencoder gives the same fit
         seed_everything(seed + 1)
         common["generator"] = torch.Generator().manual_seed(seed + 1)
