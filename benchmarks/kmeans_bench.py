@@ -59,6 +59,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--metric", choices=("euclidean", "cosine"), default="euclidean")
     p.add_argument("--init", choices=("own", "shared"), default="own",
                    help="own: each library's own initialisation; shared: the same k-means++ centres for all")
+    p.add_argument("--init-sample-size", type=int, default=None,
+                   help="points deepclust's k-means++ runs on (default: its own, max(100·k, 20,000); "
+                        "the number of points or more: all of them, as scikit-learn)")
     p.add_argument("--libs", default=",".join(LIBRARIES), help=f"comma-separated subset of {','.join(LIBRARIES)}")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None, help="append one JSON record per library to this .jsonl file")
@@ -147,7 +150,7 @@ def run_deepclust(X, args, init_centers):
 
     model = KMeans(args.k, init="k-means++" if init_centers is None else init_centers, n_init=1,
                    max_iter=args.iters, tol=0.0, metric=args.metric, device=args.device,
-                   random_state=args.seed)
+                   init_sample_size=args.init_sample_size, random_state=args.seed)
     t0 = time.perf_counter()
     model.fit(X)
     total = time.perf_counter() - t0
@@ -161,7 +164,10 @@ def run_deepclust(X, args, init_centers):
         "seconds": {"init": t["init"], "iterations": t["iterations"], "total": total,
                     "to_device": t["to_device"], "labels": t["labels"]},
         "reported_inertia": model.inertia_, "device": str(dev), "device_name": describe_device(dev),
-        "init": "given" if init_centers is not None else "greedy k-means++ (subsampled)",
+        "init": ("given" if init_centers is not None else "greedy k-means++ (full data)"
+                 if args.init_sample_size and args.init_sample_size >= X.shape[0]
+                 else "greedy k-means++ (subsampled)"),
+        "init_sample_size": args.init_sample_size,
     }
 
 
