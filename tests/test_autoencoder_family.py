@@ -177,3 +177,21 @@ def test_cli_runs_idec_on_a_file_and_saves_a_reloadable_model(blobs, tmp_path: P
     assert metrics["method"] == "idec" and metrics["scores"]["acc"] > 0.95
     model = load_model(out / "model")
     np.testing.assert_array_equal(model.predict(X), model.labels_)
+
+
+def test_n2d_leaves_torchs_thread_count_as_it_found_it(blobs) -> None:
+    """umap-learn's numba kernels reset the shared OpenMP pool to all cores; N2D must not let that
+    override the caller's thread setting for the rest of the process."""
+    from deepclust.runtime import keep_torch_threads
+
+    X, _ = blobs
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        with keep_torch_threads():
+            torch.set_num_threads(2)  # what foreign code may do
+        assert torch.get_num_threads() == 1
+        N2D(4, embedding_dim=5, n_neighbors=10, **(SMALL | {"pretrain_epochs": 2})).fit(X)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import random
 from functools import lru_cache
+from typing import Iterator
 
 import numpy as np
 import torch
@@ -75,3 +77,17 @@ def peak_memory_mb(device: torch.device | None = None) -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
     except (ImportError, OSError):  # pragma: no cover
         return float("nan")
+
+
+@contextlib.contextmanager
+def keep_torch_threads() -> Iterator[None]:
+    """Restore torch's CPU thread count after code that resets it: umap-learn's numba kernels set
+    the shared OpenMP pool to all cores (measured: 1 → 2 threads here), which would otherwise
+    override the user's ``OMP_NUM_THREADS`` / ``torch.set_num_threads`` for the rest of the process."""
+    before = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+

@@ -46,6 +46,7 @@ import numpy as np
 from deepclust.engines.kmeans import KMeans
 from deepclust.errors import DeepclustError
 from deepclust.progress import progress
+from deepclust.runtime import keep_torch_threads
 from deepclust.validation import as_float_array
 
 CRITERIA = ("ppp", "umap_silhouette", "bic", "gap", "eigengap")
@@ -186,7 +187,7 @@ def umap_reduce(X: np.ndarray, *, n_components: int = 2, random_state: int = 0, 
     if X.shape[1] > 50:
         X = _pca(X, 50, random_state).astype(np.float32)
     n_neighbors = max(2, min(n_neighbors, len(X) - 1))
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), keep_torch_threads():
         warnings.simplefilter("ignore")
         reducer = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist,
                             random_state=random_state, init="spectral" if len(X) > n_components + 1 else "random")

@@ -24,6 +24,7 @@ import torch
 from deepclust.engines.classical import GaussianMixture
 from deepclust.errors import DeepclustError
 from deepclust.methods._autoencoder import AutoencoderClusterer
+from deepclust.runtime import keep_torch_threads
 
 
 GMM_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
@@ -99,7 +100,8 @@ class N2D(AutoencoderClusterer):
         Z = self._embed_scaled(Xt).cpu().numpy()
         reducer = umap.UMAP(n_components=int(self.umap_dim or self.n_clusters), n_neighbors=int(self.n_neighbors),
                             min_dist=float(self.min_dist), metric=self.umap_metric, random_state=seed)
-        U = reducer.fit_transform(Z).astype(np.float32)
+        with keep_torch_threads():
+            U = reducer.fit_transform(Z).astype(np.float32)
         self.timings_["umap"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         gmm = self._gmm(seed).fit(U)
