@@ -159,14 +159,18 @@ def run_deepclust(X, args, init_centers):
     from deepclust.runtime import describe_device
 
     dev = resolve_device(args.device)
+    if init_centers is not None:
+        init = "given"
+    elif args.init_sample_size and args.init_sample_size >= X.shape[0]:
+        init = "greedy k-means++ (full data)"
+    else:
+        init = "greedy k-means++ (subsampled)"
     return {
         "centers": model.cluster_centers_, "n_iter": model.n_iter_,
         "seconds": {"init": t["init"], "iterations": t["iterations"], "total": total,
                     "to_device": t["to_device"], "labels": t["labels"]},
         "reported_inertia": model.inertia_, "device": str(dev), "device_name": describe_device(dev),
-        "init": ("given" if init_centers is not None else "greedy k-means++ (full data)"
-                 if args.init_sample_size and args.init_sample_size >= X.shape[0]
-                 else "greedy k-means++ (subsampled)"),
+        "init": init,
         "init_sample_size": args.init_sample_size,
     }
 
@@ -243,7 +247,6 @@ def library_version(lib: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     set_threads(args.threads)
-    import numpy as np
     import torch
 
     if args.threads:

@@ -88,6 +88,4 @@ def keep_torch_threads() -> Iterator[None]:
     try:
         yield
     finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
+        torch.set_num_threads(before)

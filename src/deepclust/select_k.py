@@ -279,13 +279,9 @@ def _single_thread():
     import torch
     from threadpoolctl import threadpool_limits
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with threadpool_limits(1):
-            yield
-    finally:
-        torch.set_num_threads(before)
+    with keep_torch_threads(), threadpool_limits(1):
+        torch.set_num_threads(1)
+        yield
 
 
 def select_k(X: Any, k_range: Sequence[int] | tuple[int, int] = (2, 15), *,

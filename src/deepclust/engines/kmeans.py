@@ -18,8 +18,9 @@ How the work is done (the same code runs on CPU and CUDA):
   (``init_sample_size``). Measured on 1,000,000 × 128 blobs with k = 1000 (10 Lloyd iterations
   after; seeds 0 and 1): samples of 50·k, 100·k, 200·k points and all points ended at inertias
   1.3289 / 1.3204 / 1.3188 / 1.3200 ×10⁸ (seed 0; scikit-learn's k-means++ on all points:
-  1.3229) and 1.3297 / 1.3246 / 1.3254 ×10⁸ (seed 1), the seeding costing about 11 / 24–29 / 44–54 /
-  318 s on one core shared with other jobs (``benchmarks/results/kmeans-init-sample.jsonl``): beyond about 100 points per cluster a larger sample buys nothing measurable.
+  1.3229) and 1.3297 / 1.3246 / 1.3254 ×10⁸ (seed 1), the seeding costing about 11 / 24–29 /
+  44–54 / 318 s on one core shared with other jobs (``benchmarks/results/kmeans-init-sample.jsonl``):
+  beyond about 100 points per cluster a larger sample buys nothing measurable.
 """
 
 from __future__ import annotations
