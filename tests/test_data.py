@@ -196,3 +196,34 @@ def test_unknown_file_type_and_single_image(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((3, 3), np.uint8)).save(tmp_path / "one.png")
     with pytest.raises(DeepclustError, match="single image"):
         read_path(tmp_path / "one.png")
+
+
+def test_tsv_text_with_a_leading_quote_stays_one_record_a_line(tmp_path: Path) -> None:
+    # CLINC150 has 16 texts that begin with '"'; quote handling glued the following lines into one record
+    lines = ["greeting\thello there", 'quote\t"ok google" play music', 'quote\t"where is my phone',
+             "greeting\thi", "farewell\tbye now", "farewell\tNA"]
+    (tmp_path / "q.tsv").write_text("label\ttext\n" + "\n".join(lines) + "\n")
+    ds = read_path(tmp_path / "q.tsv", label_column="label")
+    assert ds.X.tolist() == [line.split("\t")[1] for line in lines]  # verbatim, "NA" included
+    assert ds.y.tolist() == [1, 2, 2, 1, 0, 0]
+
+
+def test_csv_whose_quotes_would_merge_lines_is_read_a_line_a_record(tmp_path: Path) -> None:
+    path = tmp_path / "q.csv"
+    path.write_text('label,text\na,"where is my phone\nb,hello\nc,"quoted" text\n')
+    with pytest.warns(UserWarning, match="would merge lines"):
+        ds = read_path(path, text_column="text", label_column="label")
+    assert ds.X.tolist() == ['"where is my phone', "hello", '"quoted" text']
+    path.write_text('label,text\na,"where, oh where\nb,hello\n')  # no reading keeps every line whole
+    with pytest.raises(DeepclustError, match=r"line 2.*\.tsv"):
+        read_path(path, text_column="text", label_column="label")
+
+
+def test_csv_with_quoted_line_breaks_and_commas_is_read_as_csv(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_text('id,text\n1,"two\nlines"\n2,"a, b"\n3,plain\n')
+    with pytest.warns(UserWarning, match="1 record spans several lines"):
+        ds = read_path(path, text_column="text")
+    assert ds.X.tolist() == ["two\nlines", "a, b", "plain"]
+    path.write_text('a,b\n"1","2"\n3,4\n\n')  # quotes that merge nothing: plain CSV, no warning
+    np.testing.assert_array_equal(read_path(path).X, [[1, 2], [3, 4]])

@@ -8,9 +8,14 @@ pre-allocated float32 array.
 
 from __future__ import annotations
 
+import csv
+import gzip
 import json
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy as np
 
@@ -33,7 +38,7 @@ def read_path(path: str | Path, *, label_column: str | None = None, text_column:
         raise DeepclustError(f"input {path} does not exist")
     if path.is_dir():
         return read_image_folder(path)
-    suffix = path.suffix.lower()
+    suffix = _table_suffix(path)
     if suffix in ARRAY_SUFFIXES:
         return read_array(path)
     if suffix == ".txt":
@@ -131,61 +136,171 @@ def _open_image(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- tables
-def _columns(path: Path) -> list[str]:
-    """Column names of a CSV/TSV/Parquet file."""
+def _table_suffix(path: Path) -> str:
+    """The file type, looking through gzip: ``.csv`` for both ``x.csv`` and ``x.csv.gz``."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if suffixes[-2:-1] in ([".csv"], [".tsv"]) and suffixes[-1] == ".gz":
+        return suffixes[0]
+    return path.suffix.lower()
+
+
+def _is_parquet(path: Path) -> bool:
+    return _table_suffix(path) in (".parquet", ".pq")
+
+
+def _sep(path: Path) -> str:
+    return "\t" if _table_suffix(path) == ".tsv" else ","
+
+
+def _open_text(path: Path) -> IO[str]:
+    if path.suffix.lower() == ".gz":
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace", newline="")
+    return open(path, encoding="utf-8", errors="replace", newline="")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a delimited file is read: pandas options, and the number of records its lines hold
+    (None where that cannot be known from the lines: Parquet, quoted line breaks)."""
+
+    options: dict[str, Any]
+    n_records: int | None
+
+
+def _layout(path: Path) -> _Layout:
+    """Decide how to read a CSV/TSV file so that no line is silently merged into another.
+
+    ``.tsv`` is read one record a line without quote handling (a text may begin with ``"``, as 16
+    CLINC150 texts do). ``.csv`` is read with CSV quoting, unless a quote that does not close on its
+    line would merge lines: then, if every line has the header's number of fields, one record a
+    line without quote handling (with a warning), else the file is refused naming the line.
+    Quoted line breaks in a well-formed CSV are kept, with a warning saying how many records span
+    several lines.
+    """
+    if _is_parquet(path):
+        return _Layout({}, None)
+    sep = _sep(path)
+    blank = b" \r\n" if sep == "\t" else b" \t\r\n"  # the lines pandas skips as empty
+    n_lines, quoted, n_fields = 0, False, 0
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        with (gzip.open(path, "rb") if path.suffix.lower() == ".gz" else open(path, "rb")) as fh:
+            for line in fh:
+                if line.strip(blank):
+                    n_lines += 1
+                    if n_lines == 1:
+                        n_fields = line.count(sep.encode()) + 1
+                    else:
+                        quoted = quoted or b'"' in line
+    except (OSError, EOFError) as exc:
+        raise DeepclustError(f"cannot read {path}: {exc}") from exc
+    lines_only = _Layout({"sep": sep, "quoting": csv.QUOTE_NONE}, max(n_lines - 1, 0))
+    if sep == "\t" or not quoted:
+        return lines_only
+    spanning, first, malformed = _quoted_records(path)
+    if not spanning and not malformed:
+        return _Layout({"sep": sep}, n_lines - 1)
+    if _fields_per_line(path) == {n_fields}:
+        warnings.warn(f"{path}: CSV quote handling would merge lines into one record (the quote opened on line "
+                      f"{first} does not close there); reading one record a line without quote handling",
+                      stacklevel=4)
+        return lines_only
+    if malformed:
+        raise DeepclustError(f"{path}: the quote opened on line {first} does not close properly, so CSV quote "
+                             f"handling would merge lines, and the lines do not all have {n_fields} fields without "
+                             "it; fix the quoting, or save the file as .tsv (read one record a line)")
+    warnings.warn(f"{path}: {spanning} record{' spans' if spanning == 1 else 's span'} several lines (quoted line "
+                  f"breaks, the first on line {first})", stacklevel=4)
+    return _Layout({"sep": sep}, None)
+
+
+def _quoted_records(path: Path) -> tuple[int, int | None, bool]:
+    """Under strict CSV quoting: how many records span several lines, the line where the first (or
+    the first malformed quote) begins, and whether a quote is malformed."""
+    spanning, first, line = 0, None, 0
+    with _open_text(path) as fh:
+        reader = csv.reader(fh, strict=True)
+        try:
+            for row in reader:
+                if row and reader.line_num > line + 1:
+                    spanning += 1
+                    first = first or line + 1
+                line = reader.line_num
+        except csv.Error:
+            return spanning, first or line + 1, True
+    return spanning, first, False
+
+
+def _fields_per_line(path: Path) -> set[int]:
+    """The numbers of comma-separated fields on the non-blank lines, quotes ignored."""
+    with _open_text(path) as fh:
+        return {line.count(",") + 1 for line in fh if line.strip(" \t\r\n")}
+
+
+def _columns(path: Path, layout: _Layout | None = None) -> list[str]:
+    """Column names of a CSV/TSV/Parquet file (by default read as the header of a .tsv or .csv is)."""
+    try:
+        if _is_parquet(path):
             import pyarrow.parquet as pq
 
             return list(pq.ParquetFile(path).schema_arrow.names)
         import pandas as pd
 
-        return [str(c) for c in pd.read_csv(path, sep=_sep(path), nrows=0).columns]
+        options = layout.options if layout else {"sep": _sep(path)} | (
+            {"quoting": csv.QUOTE_NONE} if _sep(path) == "\t" else {})
+        return [str(c) for c in pd.read_csv(path, nrows=0, **options).columns]
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
         raise DeepclustError(f"cannot read {path} as a table: {exc}") from exc
 
 
-def _sep(path: Path) -> str:
-    return "\t" if path.suffix.lower() == ".tsv" else ","
-
-
-def _iter_table(path: Path, columns: list[str] | None = None):
-    """Yield pandas DataFrames of at most CSV_CHUNK_ROWS rows."""
+def _iter_table(path: Path, layout: _Layout, columns: list[str] | None = None, *, as_text: bool = False):
+    """Yield pandas DataFrames of at most CSV_CHUNK_ROWS rows; ``as_text`` keeps every cell verbatim
+    (no "NA"/"null" turned into missing values)."""
     import pandas as pd
 
+    text_options = {"dtype": str, "keep_default_na": False} if as_text else {}
     try:
-        if path.suffix.lower() in (".parquet", ".pq"):
+        if _is_parquet(path):
             import pyarrow.parquet as pq
 
             for batch in pq.ParquetFile(path).iter_batches(batch_size=CSV_CHUNK_ROWS, columns=columns):
                 yield batch.to_pandas()
         else:
-            yield from pd.read_csv(path, sep=_sep(path), usecols=columns, chunksize=CSV_CHUNK_ROWS)
+            yield from pd.read_csv(path, usecols=columns, chunksize=CSV_CHUNK_ROWS, **layout.options, **text_options)
     except DeepclustError:
         raise
     except Exception as exc:
         raise DeepclustError(f"cannot read {path} as a table: {exc}") from exc
 
 
-def read_table(path: Path, *, label_column: str | None = None) -> Dataset:
+def _check_count(path: Path, layout: _Layout, n_read: int) -> None:
+    """Refuse a table whose reading did not give one record per data line."""
+    if layout.n_records is not None and n_read != layout.n_records:
+        raise DeepclustError(f"{path}: {n_read:,} records were read from {layout.n_records:,} data lines; "
+                             "check the file's quoting and delimiters (.tsv is read one record a line)")
+
+
+def read_table(path: Path, *, label_column: str | None = None, keep_columns: Sequence[str] = ()) -> Dataset:
     """Numeric feature columns of a CSV/TSV/Parquet table, plus an optional label column.
 
     Read in chunks into one pre-allocated float32 array (two passes: count, then fill), so the
-    table is never held twice in memory.
+    table is never held twice in memory. ``keep_columns`` (e.g. a train/test ``split`` column) are
+    not features: their values are kept in ``extra``.
     """
     import pandas as pd
 
-    columns = _columns(path)
-    if label_column is not None and label_column not in columns:
-        raise DeepclustError(f"{path} has no column {label_column!r}; its columns are {', '.join(columns)}")
-    features = [c for c in columns if c != label_column]
+    layout = _layout(path)
+    columns = _columns(path, layout)
+    _require_columns(path, columns, [label_column, *keep_columns])
+    features = [c for c in columns if c != label_column and c not in keep_columns]
     if not features:
         raise DeepclustError(f"{path} has no feature columns")
-    n = sum(len(chunk) for chunk in _iter_table(path, columns=[columns[0]]))
+    n = sum(len(chunk) for chunk in _iter_table(path, layout, columns=[columns[0]]))
+    _check_count(path, layout, n)
     X = np.empty((n, len(features)), dtype=np.float32)
     labels: list[Any] = []
+    kept: dict[str, list[Any]] = {c: [] for c in keep_columns}
     start = 0
-    for chunk in _iter_table(path):
+    for chunk in _iter_table(path, layout):
         for col in features:
             if not (pd.api.types.is_numeric_dtype(chunk[col]) or pd.api.types.is_bool_dtype(chunk[col])):
                 example = chunk[col].dropna().iloc[0] if chunk[col].notna().any() else ""
@@ -194,11 +309,19 @@ def read_table(path: Path, *, label_column: str | None = None) -> Dataset:
         X[start:start + len(chunk)] = chunk[features].to_numpy(dtype=np.float32)
         if label_column is not None:
             labels.extend(chunk[label_column].tolist())
+        for col in keep_columns:
+            kept[col].extend(chunk[col].tolist())
         start += len(chunk)
     y, class_names = encode_labels(labels) if label_column is not None else (None, None)
     meta = DatasetMeta(name=path.stem, modality="table", class_names=class_names, source=str(path),
                        feature_names=features, n_classes=len(class_names) if class_names else None)
-    return Dataset(X, y, meta)
+    return Dataset(X, y, meta, extra={c: np.asarray(v) for c, v in kept.items()})
+
+
+def _require_columns(path: Path, columns: list[str], wanted: Sequence[str | None]) -> None:
+    for col in wanted:
+        if col is not None and col not in columns:
+            raise DeepclustError(f"{path} has no column {col!r}; its columns are {', '.join(columns)}")
 
 
 # ---------------------------------------------------------------------------------------------- texts
@@ -221,20 +344,29 @@ def read_text_lines(path: Path) -> Dataset:
     return _text_dataset(path, texts, None)
 
 
-def read_text_table(path: Path, *, text_column: str = "text", label_column: str | None = None) -> Dataset:
-    """Documents from the ``text_column`` of a CSV/TSV/Parquet table, labels from ``label_column``."""
-    columns = _columns(path)
-    for col in (text_column, label_column):
-        if col is not None and col not in columns:
-            raise DeepclustError(f"{path} has no column {col!r}; its columns are {', '.join(columns)}")
+def read_text_table(path: Path, *, text_column: str = "text", label_column: str | None = None,
+                    keep_columns: Sequence[str] = ()) -> Dataset:
+    """Documents from the ``text_column`` of a CSV/TSV/Parquet table, labels from ``label_column``.
+
+    Cells are read verbatim (a text "NA" stays "NA"); ``keep_columns`` are kept in ``extra``.
+    """
+    layout = _layout(path)
+    columns = _columns(path, layout)
+    _require_columns(path, columns, [text_column, label_column, *keep_columns])
     texts: list[str] = []
     labels: list[Any] | None = [] if label_column else None
-    wanted = [text_column] + ([label_column] if label_column else [])
-    for chunk in _iter_table(path, columns=wanted):
+    kept: dict[str, list[Any]] = {c: [] for c in keep_columns}
+    wanted = list(dict.fromkeys([text_column, *([label_column] if label_column else []), *keep_columns]))
+    for chunk in _iter_table(path, layout, columns=wanted, as_text=True):
         texts.extend(chunk[text_column].fillna("").astype(str).tolist())
         if labels is not None:
             labels.extend(chunk[label_column].tolist())
-    return _text_dataset(path, texts, labels)
+        for col in keep_columns:
+            kept[col].extend(chunk[col].tolist())
+    _check_count(path, layout, len(texts))
+    ds = _text_dataset(path, texts, labels)
+    ds.extra.update({c: np.asarray(v) for c, v in kept.items()})
+    return ds
 
 
 def read_jsonl(path: Path, *, text_column: str | None = None, label_column: str | None = None) -> Dataset:
