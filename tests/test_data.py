@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +14,7 @@ from PIL import Image
 
 from deepclust.data import DATA_ENV, list_datasets, load_dataset, load_input, read_path, resolve_data_dir
 from deepclust.data import builtin
-from deepclust.data.download import RemoteFile, locate, md5_of
+from deepclust.data.download import RemoteFile, locate, md5_of, sha256_of
 from deepclust.errors import DeepclustError
 
 
@@ -60,9 +61,65 @@ def test_short_text_sets(data_dir: Path, name: str, n: int, k: int) -> None:
     assert all(isinstance(t, str) and t for t in ds.X[:100])
 
 
+@pytest.mark.parametrize("name, n, k, splits", [("banking77", 13083, 77, {"train": 10003, "test": 3080}),
+                                                ("clinc150", 22500, 150, {"train": 15000, "val": 3000, "test": 4500})])
+def test_intent_sets_have_every_row_and_their_splits(data_dir: Path, name: str, n: int, k: int, splits: dict) -> None:
+    ds = load_dataset(name, data_dir)
+    assert len(ds) == n and ds.meta.modality == "text" and ds.meta.n_classes == k and len(ds.meta.class_names) == k
+    assert np.bincount(ds.y, minlength=k).min() > 0 and ds.y.dtype == np.int64
+    assert dict(zip(*np.unique(ds.extra["split"], return_counts=True))) == splits
+    test = load_dataset(f"{name}-test", data_dir)
+    assert len(test) == splits["test"] and set(test.extra["split"]) == {"test"} and len(np.unique(test.y)) == k
+    full_test = ds.extra["split"] == "test"
+    assert test.X.tolist() == ds.X[full_test].tolist() and test.y.tolist() == ds.y[full_test].tolist()
+    assert test.meta.class_names == ds.meta.class_names
+
+
+def test_clinc150_keeps_the_texts_that_begin_with_a_quote(data_dir: Path) -> None:
+    ds = load_dataset("clinc150", data_dir)
+    quoted = [t for t in ds.X if t.startswith('"')]
+    assert len(quoted) == 16 and all("\n" not in t and "\t" not in t for t in quoted)
+    assert ds.meta.class_names[ds.y[ds.X.tolist().index('"please set 5 minute timer')]] == "timer"
+
+
+@pytest.mark.parametrize("name, n, d, k, splits", [
+    ("pendigits", 10992, 16, 10, {"train": 7494, "test": 3498}), ("letter", 20000, 16, 26, {"train": 16000, "test": 4000}),
+    ("satimage", 6435, 36, 6, {"train": 4435, "test": 2000}), ("optdigits", 5620, 64, 10, {"train": 3823, "test": 1797}),
+    ("mfeat", 2000, 649, 10, None)])
+def test_uci_tables(data_dir: Path, name: str, n: int, d: int, k: int, splits: dict | None) -> None:
+    ds = load_dataset(name, data_dir)
+    assert ds.X.shape == (n, d) and ds.X.dtype == np.float32 and np.isfinite(ds.X).all()
+    assert ds.meta.modality == "table" and ds.meta.n_classes == k and len(ds.meta.feature_names) == d
+    if splits is None:
+        assert "split" not in ds.extra
+    else:
+        assert dict(zip(*np.unique(ds.extra["split"], return_counts=True))) == splits
+        assert (ds.extra["split"][:splits["train"]] == "train").all()  # train rows first, as UCI ships them
+
+
+def test_uci_class_counts_match_the_data_descriptions(data_dir: Path) -> None:
+    # tabular/SOURCES.md (from UCI): satimage's classes are 1, 2, 3, 4, 5, 7 (no 6); mfeat has 200 a digit
+    sat = load_dataset("satimage", data_dir)
+    assert sat.meta.class_names == ["1", "2", "3", "4", "5", "7"]
+    assert np.bincount(sat.y[sat.extra["split"] == "test"]).tolist() == [461, 224, 397, 211, 237, 470]
+    assert np.bincount(load_dataset("mfeat", data_dir).y).tolist() == [200] * 10
+    letter = load_dataset("letter", data_dir)
+    assert letter.meta.class_names[0] == "A" and np.bincount(letter.y)[:3].tolist() == [789, 766, 736]
+
+
+def test_cluster_a_builtin_table_from_the_cli(data_dir: Path, tmp_path: Path, capsys) -> None:
+    from deepclust.cli import main
+
+    assert main(["cluster", "satimage", "-k", "6", "--out", str(tmp_path / "out"), "--data-dir", str(data_dir)]) == 0
+    assert "satimage (6435 samples, k=6" in capsys.readouterr().out
+
+
 def test_list_datasets_reports_presence(tmp_path: Path, data_dir: Path) -> None:
     present = {i.name: i.available for i in list_datasets(data_dir)}
     assert present["digits"] and present["mnist"] and present["usps"] and present["stackoverflow"]
+    new = ("banking77", "banking77-test", "clinc150", "clinc150-test", "pendigits", "letter", "satimage", "optdigits",
+           "mfeat")
+    assert all(present[name] for name in new)
     absent = {i.name: i for i in list_datasets(tmp_path)}
     assert not absent["mnist"].available and absent["mnist"].location == str(tmp_path / "mnist")
 
@@ -94,6 +151,38 @@ def test_download_verifies_and_places_file(tmp_path: Path, data_dir: Path) -> No
     with pytest.raises(DeepclustError, match="corrupt"):
         locate(bad, [tmp_path / "none"], tmp_path / "dl2")
     assert not list((tmp_path / "dl2").iterdir())
+
+
+def test_repacked_file_is_rebuilt_from_checksummed_originals(tmp_path: Path) -> None:
+    # a miniature CLINC150 data_full.json: in-scope splits kept in order, out-of-scope left out, tabs → spaces
+    original = tmp_path / "src" / "data_full.json"
+    original.parent.mkdir()
+    original.write_text(json.dumps({"train": [["set a\ttimer", "timer"]], "val": [['"hey" you', "greeting"]],
+                                    "test": [["bye", "goodbye"]], "oos_train": [["meh", "oos"]]}))
+    expected = 'label\ttext\tsplit\ntimer\tset a timer\ttrain\ngreeting\t"hey" you\tval\ngoodbye\tbye\ttest\n'
+    source = RemoteFile("data_full.json", ("http://127.0.0.1:9/offline", original.as_uri()), sha256=sha256_of(original))
+    sha = hashlib.sha256(expected.encode()).hexdigest()
+    remote = RemoteFile("clinc150.tsv", (), sha256=sha, sources=(source,), build=builtin._build_clinc150)
+    got = locate(remote, [tmp_path / "none"], tmp_path / "dl")
+    assert got.read_text() == expected and [p.name for p in (tmp_path / "dl").iterdir()] == ["clinc150.tsv"]
+    wrong_original = RemoteFile("data_full.json", (original.as_uri(),), sha256="0" * 64)
+    with pytest.raises(DeepclustError, match="data_full.json from file:.* is corrupt"):
+        locate(RemoteFile("clinc150.tsv", (), sha256=sha, sources=(wrong_original,), build=builtin._build_clinc150),
+               [], tmp_path / "dl2")
+    wrong_result = RemoteFile("clinc150.tsv", (), sha256="0" * 64, sources=(source,), build=builtin._build_clinc150)
+    with pytest.raises(DeepclustError, match=r"clinc150.tsv from the originals \(data_full.json\) is corrupt: sha256"):
+        locate(wrong_result, [], tmp_path / "dl3")
+    assert not list((tmp_path / "dl2").iterdir()) and not list((tmp_path / "dl3").iterdir())  # nothing half-built
+
+
+def test_recompressed_table_passes_by_content(tmp_path: Path, data_dir: Path) -> None:
+    (tmp_path / "tabular").mkdir()
+    content = gzip.decompress((data_dir / "tabular" / "satimage.csv.gz").read_bytes())
+    (tmp_path / "tabular" / "satimage.csv.gz").write_bytes(gzip.compress(content, compresslevel=1))
+    assert load_dataset("satimage", tmp_path, download=False).X.shape == (6435, 36)
+    (tmp_path / "tabular" / "satimage.csv.gz").write_bytes(gzip.compress(content.replace(b"\n92,", b"\n93,", 1)))
+    with pytest.raises(DeepclustError, match="satimage.csv.gz is corrupt: md5"):
+        load_dataset("satimage", tmp_path, download=False)
 
 
 def test_corrupt_local_file_is_refused(tmp_path: Path, data_dir: Path) -> None:
