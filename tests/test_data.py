@@ -304,8 +304,9 @@ def test_csv_whose_quotes_would_merge_lines_is_read_a_line_a_record(tmp_path: Pa
         ds = read_path(path, text_column="text", label_column="label")
     assert ds.X.tolist() == ['"where is my phone', "hello", '"quoted" text']
     path.write_text('label,text\na,"where, oh where\nb,hello\n')  # no reading keeps every line whole
-    with pytest.raises(DeepclustError, match=r"line 2.*\.tsv"):
-        read_path(path, text_column="text", label_column="label")
+    for columns in ({"text_column": "text", "label_column": "label"}, {}):
+        with pytest.raises(DeepclustError, match=r"line 2.*\.tsv"):
+            read_path(path, **columns)
 
 
 def test_csv_with_quoted_line_breaks_and_commas_is_read_as_csv(tmp_path: Path) -> None:

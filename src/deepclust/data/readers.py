@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 import warnings
 from collections.abc import Sequence
@@ -247,7 +248,9 @@ def _columns(path: Path, layout: _Layout | None = None) -> list[str]:
 
         options = layout.options if layout else {"sep": _sep(path)} | (
             {"quoting": csv.QUOTE_NONE} if _sep(path) == "\t" else {})
-        return [str(c) for c in pd.read_csv(path, nrows=0, **options).columns]
+        with _open_text(path) as fh:  # the header line alone: a quote further down must not matter here
+            header = next((line for line in fh if line.strip()), "")
+        return [str(c) for c in pd.read_csv(io.StringIO(header), nrows=0, **options).columns]
     except Exception as exc:  # pandas/pyarrow raise many types for unreadable files
         raise DeepclustError(f"cannot read {path} as a table: {exc}") from exc
 
