@@ -99,11 +99,12 @@ def test_ctrl_c_stops_bench_worker_at_once(tmp_path: Path) -> None:
     t0 = time.perf_counter()
     proc.send_signal(signal.SIGINT)
     try:
-        proc.communicate(timeout=20)
+        _, err = proc.communicate(timeout=20)
     except subprocess.TimeoutExpired:
         proc.kill()
         pytest.fail("bench kept running after Ctrl-C")
     assert proc.returncode == 130 and time.perf_counter() - t0 < 20
+    assert "Traceback" not in err and "leaked" not in err, err  # the worker stopped cleanly
     assert not records.exists() or records.read_text() == ""
 
 

@@ -97,8 +97,8 @@ def choose_threads(requested: int | None = None) -> tuple[int, str]:
 
     ``requested`` wins; else ``$OMP_NUM_THREADS``; else the cores this process may use minus the
     1-minute load average (at least 1): OpenMP threads that compete with other busy processes for
-    the same cores spin and wait (k-means with 2 threads on a 2-core machine running one other job
-    was 4× slower than with 1)."""
+    the same cores spin and wait (k-means, 50,000 × 64, k = 20, on 2 cores at load average 15:
+    2.1–2.7 s with 1 thread, 28–33 s with 2)."""
     if requested is not None:
         if isinstance(requested, bool) or not isinstance(requested, int) or requested < 1:
             raise DeepclustError(f"--threads must be a whole number >= 1, got {requested!r}")
