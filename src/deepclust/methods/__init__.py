@@ -120,7 +120,10 @@ def check_params(cls: type, params: dict[str, Any], *, method: str) -> None:
     """Raise :class:`DeepclustError` for a parameter that ``cls`` does not take, or whose value does
     not fit the type its ``__init__`` declares (``lr=abc`` for a float, ``epochs=1.5`` for an int)."""
     accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
-    hints = typing.get_type_hints(cls.__init__)
+    try:
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):  # a plug-in's annotations that do not resolve: names are still checked
+        hints = {}
     for key, value in params.items():
         if key not in accepted:
             close = difflib.get_close_matches(key, accepted, n=1)
