@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,20 +39,56 @@ def _parse_params(items: Sequence[str]) -> dict[str, Any]:
     return params
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block), exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"deepclust: error: {message} (see {self.prog} --help)\n")
+
+
+def _seed(text: str) -> int:
+    """An argparse type: a seed from 0 to 2**32 - 1."""
+    from deepclust.validation import check_seed
+
+    try:
+        return check_seed(int(text))
+    except (ValueError, DeepclustError) as exc:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to {2**32 - 1}, got {text!r}") from exc
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings on one line each, without the source line."""
+    print(f"deepclust: warning: {message}", file=sys.stderr)
+
+
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
 def _seeds(text: str) -> list[int]:
     try:
-        return [int(s) for s in _csv_list(text)]
-    except ValueError as exc:
-        raise DeepclustError(f"--seeds must be whole numbers separated by commas, got {text!r}") from exc
+        return [_seed(s) for s in _csv_list(text)]
+    except argparse.ArgumentTypeError as exc:
+        raise DeepclustError(f"--seeds must be whole numbers from 0 to {2**32 - 1} separated by commas, "
+                             f"got {text!r}") from exc
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     from deepclust.pipeline import prepare_out_dir, run_clustering, write_outputs
+    from deepclust.runtime import set_threads
 
+    set_threads(args.threads)
     prepare_out_dir(args.out, args.overwrite)  # refuse early, before any work
     read_kwargs = {k: v for k, v in (("label_column", args.label_column), ("text_column", args.text_column)) if v}
     result = run_clustering(args.input, args.method, args.n_clusters, seed=args.seed, device=args.device,
@@ -64,8 +101,9 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         print(json.dumps({**summary, "out": str(out)}, indent=2))
         return 0
     s = summary["scores"]
+    found = "" if summary["n_clusters_found"] == summary["n_clusters"] else f", {summary['n_clusters_found']} found"
     print(f"{summary['method']} on {summary['dataset']} ({summary['n_samples']} samples, "
-          f"k={summary['n_clusters']}, {summary['device_name']}): fit {summary['seconds']['fit']:.2f}s")
+          f"k={summary['n_clusters']}{found}, {summary['device_name']}): fit {summary['seconds']['fit']:.2f}s")
     enc = summary.get("encoder_info") or {}
     if enc.get("name") not in (None, "raw"):
         print(f"  encoder {enc['name']} ({enc.get('dim')}-d, {'from the cache' if enc.get('cached') else 'computed'} "
@@ -76,16 +114,22 @@ def cmd_cluster(args: argparse.Namespace) -> int:
 
 
 def _print_scores(s: dict) -> None:
-    """The external scores (when labels are known) and the label-free ones, two lines."""
+    """The external scores (when labels are known) and the label-free ones, two lines; an
+    undefined score (null in metrics.json, e.g. silhouette of one cluster) prints as "–"."""
+    def f(key: str) -> str:
+        return "–" if s.get(key) is None else f"{s[key]:.4f}"
+
     if "acc" in s:
-        print(f"  ACC {s['acc']:.4f}  NMI {s['nmi']:.4f}  ARI {s['ari']:.4f}  AMI {s['ami']:.4f}")
-    print(f"  silhouette {s['silhouette']:.4f}  Davies-Bouldin {s['davies_bouldin']:.4f}  "
-          f"cluster-size entropy {s['size_entropy']:.4f}")
+        print(f"  ACC {f('acc')}  NMI {f('nmi')}  ARI {f('ari')}  AMI {f('ami')}")
+    print(f"  silhouette {f('silhouette')}  Davies-Bouldin {f('davies_bouldin')}  "
+          f"cluster-size entropy {f('size_entropy')}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from deepclust.run import run
+    from deepclust.runtime import set_threads
 
+    set_threads(args.threads)
     read_kwargs = {k: v for k, v in (("label_column", args.label_column), ("text_column", args.text_column)) if v}
     echo = None if (args.json or args.quiet) else (lambda msg: print(msg, flush=True))
     res = run(args.input, args.out, k=args.k, method=args.method, encoder=args.encoder, seed=args.seed,
@@ -140,7 +184,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     records = run_benchmark(_csv_list(args.methods), _csv_list(args.datasets), _seeds(args.seeds), args.out,
                             device=args.device, encoder=args.encoder, params=_parse_params(args.param),
-                            data_dir=args.data_dir, echo=lambda msg: print(msg, flush=True),
+                            threads=args.threads, data_dir=args.data_dir, echo=lambda msg: print(msg, flush=True),
                             encoder_params=_parse_params(args.encoder_param), cache=not args.no_cache)
     print(format_table(summarize(records)))
     print(f"records appended to {args.out}")
@@ -155,7 +199,7 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="deepclust", description="Deep clustering toolkit.")
+    parser = _Parser(prog="deepclust", description="Deep clustering toolkit.")
     parser.add_argument("--version", action="version", version=f"deepclust {__version__}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -172,13 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="a method hyper-parameter, e.g. --param target=dec (repeatable)")
         p.add_argument("--data-dir", default=None, help="data folder (default: $DEEPCLUST_DATA or the user cache)")
+        threads(p)
+
+    def threads(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
+                       help="torch CPU threads (default: $OMP_NUM_THREADS, else the free cores: cores minus the "
+                            "1-minute load average, at least 1)")
 
     p = sub.add_parser("cluster", help="cluster a built-in dataset or a file/folder")
     p.add_argument("input", help="a built-in dataset name (see `deepclust datasets`) or a path")
     p.add_argument("--method", default="kmeans", help="see `deepclust methods` (default: kmeans)")
     p.add_argument("--n-clusters", "-k", type=int, default=None,
-                   help="number of clusters (default: the number of classes of a labelled built-in dataset)")
-    p.add_argument("--seed", type=int, default=0)
+                   help="number of clusters (default: the number of classes of a labelled built-in dataset; "
+                        "ignored by hdbscan, which finds it)")
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")
     p.add_argument("--label-column", default=None, help="tables/text files: the column holding known labels")
@@ -193,7 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", "-k", default="auto", help="number of clusters, or 'auto' (default) to choose it without labels")
     p.add_argument("--method", default=None, help="see `deepclust methods` (default: chosen for the modality)")
     p.add_argument("--encoder", default=None, help="raw, tfidf (texts) or standardized (tables; z-scored columns); default: chosen for the modality")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")
     p.add_argument("--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress bars or notes")
@@ -202,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default=None, help="text tables: the column holding the documents")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a method hyper-parameter")
     p.add_argument("--data-dir", default=None, help="data folder (default: $DEEPCLUST_DATA or the user cache)")
+    threads(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="rebuild report.html of a finished `deepclust run` (no re-clustering)")
@@ -231,12 +283,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a one-line usage error (exit 2)
+        return int(exc.code or 0)
     from deepclust.progress import set_quiet
 
     set_quiet(args.quiet)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return args.func(args)
     except DeepclustError as exc:
         print(f"deepclust: error: {exc}", file=sys.stderr)
         return 2

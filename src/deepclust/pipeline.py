@@ -10,6 +10,7 @@ import json
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,8 +25,9 @@ from deepclust.device import resolve_device
 from deepclust.encoders.api import ENCODER_NAMES, encode_with_info
 from deepclust.errors import DeepclustError
 from deepclust.methods import get_method_info, make_method
-from deepclust.runtime import describe_device, peak_memory_mb, seed_everything, versions
-from deepclust.validation import check_n_clusters
+from deepclust.runtime import describe_device, json_safe, peak_memory_mb, seed_everything, thread_info, versions
+from deepclust.training import interrupts_abort
+from deepclust.validation import check_n_clusters, check_not_constant, check_seed
 
 ENCODERS = ENCODER_NAMES  # and local model paths; see deepclust.encoders
 
@@ -48,11 +50,14 @@ class ClusteringResult:
     peak_memory_mb: float
     extra: dict[str, Any] = field(default_factory=dict)
     encoder_info: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    threads: dict[str, Any] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
-        """The metrics.json content."""
+        """The metrics.json content: strict JSON (an undefined score is ``null``, never NaN)."""
         meta = self.dataset.meta
-        return {
+        found = int(len(np.unique(self.labels[self.labels >= 0])))
+        return json_safe({
             "dataset": meta.name,
             "protocol": meta.protocol,
             "modality": meta.modality,
@@ -61,17 +66,20 @@ class ClusteringResult:
             "params": self.params,
             "encoder": self.encoder,
             "encoder_info": self.encoder_info,
-            "n_clusters": int(self.params.get("n_clusters", 0) or 0),
-            "n_clusters_found": int(len(np.unique(self.labels[self.labels >= 0]))),
+            "n_clusters": int(self.params.get("n_clusters") or found),
+            "n_clusters_found": found,
+            "warnings": self.warnings,
             "scores": self.scores,
             "seconds": self.seconds,
             "peak_memory_mb": round(self.peak_memory_mb, 1),
             "device": self.device,
             "device_name": self.device_name,
+            **self.threads,
             "versions": versions(),
-        }
+        })
 
 
+@interrupts_abort()  # Ctrl-C ends the run: a half-trained model is never scored or written
 def run_clustering(
     dataset: Dataset | str,
     method: str,
@@ -90,8 +98,13 @@ def run_clustering(
     """Fit ``method`` on ``dataset`` (a Dataset, a built-in name or a path) and score it.
 
     ``features``: the (array, encoder info) that :func:`deepclust.encoders.encode_with_info`
-    already returned for this dataset and encoder, so that they are not computed twice."""
+    already returned for this dataset and encoder, so that they are not computed twice.
+
+    Problems the user should know about (k larger than the number of distinct points, a
+    ``n_clusters`` that the method ignores) are warned and listed in ``warnings``."""
     info = get_method_info(method)  # unknown method: fail before loading anything
+    check_seed(seed)
+    finds_k = not info.load_class()._requires_n_clusters
     dev = resolve_device(device)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -99,16 +112,23 @@ def run_clustering(
     seconds["load"] = time.perf_counter() - t0
     if len(ds) == 0:
         raise DeepclustError(f"{ds.meta.name} is empty: it has no samples")
-    if n_clusters is None:
-        if ds.meta.n_classes is None:
-            raise DeepclustError("--n-clusters is required: this input has no known number of classes")
-        n_clusters = ds.meta.n_classes
-    k = check_n_clusters(n_clusters, len(ds))
+    notes: list[str] = []
+    if finds_k:
+        if n_clusters is not None:
+            notes.append(f"{info.name} finds the number of clusters itself: n_clusters={n_clusters} is ignored")
+        k = None
+    else:
+        if n_clusters is None:
+            if ds.meta.n_classes is None:
+                raise DeepclustError("--n-clusters is required: this input has no known number of classes")
+            n_clusters = ds.meta.n_classes
+        k = check_n_clusters(n_clusters, len(ds))
 
     t0 = time.perf_counter()
     X, enc_info = features if features is not None else encode_with_info(
         ds, encoder, device=dev, cache=cache, random_state=seed, **(encoder_params or {}))
     seconds["features"] = time.perf_counter() - t0
+    check_not_constant(X, name=ds.meta.name)
 
     all_params = {**(params or {}), "n_clusters": k, "random_state": seed, "device": str(device)}
     seed_everything(seed)
@@ -122,6 +142,16 @@ def run_clustering(
         seconds[f"fit.{phase}"] = float(sec)
 
     labels = np.asarray(model.labels_)
+    found = len(np.unique(labels[labels >= 0]))
+    if finds_k and notes:
+        notes[-1] += f"; it found {found}"
+    if k is not None and found < k:
+        flat = X.reshape(len(X), -1)
+        distinct = len(np.unique(flat, axis=0))
+        notes.append(f"{k} clusters were asked for but {found} were found"
+                     + (f": the data hold only {distinct} distinct points" if distinct < k else ""))
+    for note in notes:
+        warnings.warn(note, UserWarning, stacklevel=2)
     t0 = time.perf_counter()
     confidence = model.predict_proba(X).max(axis=1)
     space = model.transform(X) if info.deep else X
@@ -135,7 +165,7 @@ def run_clustering(
         confidence=np.asarray(confidence, dtype=np.float32), scores={k_: float(v) for k_, v in scores.items()},
         seconds={k_: round(v, 4) for k_, v in seconds.items()}, device=str(dev),
         device_name=describe_device(dev), encoder=enc_info["name"], peak_memory_mb=peak_memory_mb(dev),
-        encoder_info=enc_info, extra={"features": X},
+        encoder_info=enc_info, extra={"features": X}, warnings=notes, threads=thread_info(),
     )
 
 
@@ -166,7 +196,7 @@ def write_outputs(result: ClusteringResult, out: str | Path, *, overwrite: bool 
             writer.writerow(["index", "cluster", "confidence"])
             writer.writerows(zip(range(len(result.labels)), result.labels.tolist(),
                                  np.round(result.confidence, 6).tolist()))
-        (tmp / "metrics.json").write_text(json.dumps(result.summary(), indent=2))
+        (tmp / "metrics.json").write_text(json.dumps(result.summary(), indent=2, allow_nan=False))
         result.model.save(tmp / "model")
         for name, content in (extra_files or {}).items():
             target = tmp / name

@@ -17,6 +17,8 @@ from typing import Any, Callable
 import numpy as np
 
 from deepclust.errors import DeepclustError
+from deepclust.training import interrupts_abort
+from deepclust.validation import check_seed
 
 #: range of k searched by ``--k auto`` (inclusive)
 DEFAULT_K_RANGE = (2, 25)
@@ -107,6 +109,7 @@ def parse_k(value: Any) -> int | None:
     return k
 
 
+@interrupts_abort()  # Ctrl-C ends the run: nothing half-trained is written
 def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = None, encoder: str | None = None,
         seed: int = 0, device: str = "auto", overwrite: bool = False, data_dir: str | None = None,
         read_kwargs: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
@@ -120,6 +123,7 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
     from deepclust.report import collect_report_data, render_html
 
     say = echo or (lambda msg: None)
+    check_seed(seed)
     out = prepare_out_dir(out, overwrite)  # refuse early, before any work
     n_clusters = parse_k(k)
     if method is not None:

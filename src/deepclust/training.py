@@ -9,7 +9,10 @@ bar, per-epoch means of every reported loss, and optional hooks before and after
 method, and are label-free).
 
 Ctrl-C stops training cleanly: the loop returns what it has, with ``history.interrupted`` set,
-so the method can finish with the network as it is.
+so the method can finish with the network as it is (and mark itself ``interrupted_``). Inside
+:func:`interrupts_abort` (used by everything that writes results: the pipeline, ``deepclust run``,
+the benchmark) Ctrl-C is not caught here and propagates at once, so a half-trained model is
+never written.
 
 On the CPU, denormal floats are flushed to zero while training: small activations and Adam
 moments otherwise fall into the denormal range and make convolutions several times slower.
@@ -18,6 +21,8 @@ moments otherwise fall into the denormal range and make convolutions several tim
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -27,6 +32,7 @@ from deepclust.progress import progress
 
 LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16}
+_INTERRUPTS_ABORT = contextvars.ContextVar("interrupts_abort", default=False)
 
 
 class History(list):
@@ -34,6 +40,26 @@ class History(list):
     True when training was stopped with Ctrl-C."""
 
     interrupted: bool = False
+
+
+@contextlib.contextmanager
+def interrupts_abort() -> Iterator[None]:
+    """Within this block, Ctrl-C during training propagates as :class:`KeyboardInterrupt` instead of
+    ending training early with a partial model."""
+    token = _INTERRUPTS_ABORT.set(True)
+    try:
+        yield
+    finally:
+        _INTERRUPTS_ABORT.reset(token)
+
+
+def mark_interrupted(model: Any, interrupted: bool) -> None:
+    """Set ``model.interrupted_`` and, when training was stopped by Ctrl-C, warn that the fitted
+    model is the partial one reached so far."""
+    model.interrupted_ = bool(interrupted)
+    if model.interrupted_:
+        warnings.warn(f"{type(model).__name__} training was interrupted (Ctrl-C): the model is the one reached so "
+                      "far (interrupted_ = True)", RuntimeWarning, stacklevel=4)
 
 
 def autocast(device: torch.device, enabled: bool | str = True) -> contextlib.AbstractContextManager:
@@ -101,6 +127,8 @@ def train_epochs(params: Iterable[torch.nn.Parameter] | torch.optim.Optimizer, l
                 if after_epoch is not None and after_epoch(epoch, record):
                     break
         except KeyboardInterrupt:
+            if _INTERRUPTS_ABORT.get():
+                raise
             history.interrupted = True
     return history
 

@@ -41,25 +41,58 @@ def as_float_array(X: ArrayLike, *, name: str = "X", min_dims: int = 2, max_dims
         raise DeepclustError(f"{name} is empty: it has no samples")
     if arr.size == 0:
         raise DeepclustError(f"{name} has no features (shape {arr.shape})")
-    if arr.dtype != np.float32:
-        arr = arr.astype(np.float32)
-    check_finite(arr, name=name)
-    return arr
+    if arr.dtype == np.float32:
+        check_finite(arr, name=name)
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        check_finite(arr, name=name)  # NaN or infinity in the input itself
+    with np.errstate(over="ignore"):  # values beyond float32's range: reported below
+        out = arr.astype(np.float32)
+    bad = _first_non_finite(out)
+    if bad is not None:  # finite before the cast: beyond float32's range (about ±3.4e38)
+        raise DeepclustError(f"{name} holds values too large for float32 (first at sample {bad[0]}; the largest "
+                             f"float32 is {np.finfo(np.float32).max:.3g}); rescale them before clustering")
+    return out
 
 
-def check_finite(arr: np.ndarray, *, name: str = "X", chunk: int = 1 << 22) -> None:
-    """Raise if ``arr`` holds NaN or infinity, naming the first offending sample (chunked, no big copy)."""
+def _first_non_finite(arr: np.ndarray, chunk: int = 1 << 22) -> tuple[int, str] | None:
+    """(sample index, "NaN" or "infinite") of the first sample holding a non-finite value, or None
+    (chunked, no big copy)."""
     flat = arr.reshape(arr.shape[0], -1)
     rows_per_chunk = max(1, chunk // max(1, flat.shape[1]))
     for start in range(0, flat.shape[0], rows_per_chunk):
         block = flat[start : start + rows_per_chunk]
         finite = np.isfinite(block)
         if not finite.all():
-            bad_row = start + int(np.argmin(finite.all(axis=1)))
-            kind = "NaN" if np.isnan(block).any() else "infinite"
-            raise DeepclustError(
-                f"{name} contains {kind} values (first at sample {bad_row}); remove or impute them before clustering"
-            )
+            return start + int(np.argmin(finite.all(axis=1))), "NaN" if np.isnan(block).any() else "infinite"
+    return None
+
+
+def check_finite(arr: np.ndarray, *, name: str = "X") -> None:
+    """Raise if ``arr`` holds NaN or infinity, naming the first offending sample."""
+    bad = _first_non_finite(arr)
+    if bad is not None:
+        raise DeepclustError(
+            f"{name} contains {bad[1]} values (first at sample {bad[0]}); remove or impute them before clustering"
+        )
+
+
+def check_not_constant(X: np.ndarray, *, name: str = "X") -> None:
+    """Refuse data whose samples are all identical: every clustering of them is arbitrary and every
+    label-free score undefined."""
+    flat = X.reshape(len(X), -1)
+    if len(flat) > 1 and bool((flat.max(axis=0) == flat.min(axis=0)).all()):
+        raise DeepclustError(f"all {len(flat)} samples of {name} are identical: there is nothing to cluster")
+
+
+SEED_MAX = 2**32 - 1  # NumPy's legacy seeding takes 0 … 2**32 - 1
+
+
+def check_seed(seed: Any, *, name: str = "seed") -> int:
+    """Validate a random seed: a whole number from 0 to 2**32 - 1."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= int(seed) <= SEED_MAX:
+        raise DeepclustError(f"{name} must be a whole number from 0 to {SEED_MAX}, got {seed!r}")
+    return int(seed)
 
 
 def check_n_clusters(n_clusters: Any, n_samples: int | None = None, *, name: str = "n_clusters") -> int:

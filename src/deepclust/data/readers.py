@@ -60,10 +60,25 @@ def read_path(path: str | Path, *, label_column: str | None = None, text_column:
 
 
 # ---------------------------------------------------------------------------------------------- arrays
+NPY_MAGIC, NPZ_MAGIC = b"\x93NUMPY", b"PK"
+
+
 def read_array(path: Path) -> Dataset:
-    """``.npy`` (memory-mapped) or ``.npz`` (data under X/x/data/features, labels under y/labels)."""
+    """``.npy`` (memory-mapped) or ``.npz`` (data under X/x/data/features, labels under y/labels).
+
+    Pickled data are never loaded (they can run code)."""
+    npy = path.suffix.lower() == ".npy"
     try:
-        if path.suffix.lower() == ".npy":
+        with open(path, "rb") as fh:
+            head = fh.read(len(NPY_MAGIC))
+    except OSError as exc:
+        raise DeepclustError(f"cannot read {path}: {exc}") from exc
+    if not head.startswith(NPY_MAGIC if npy else NPZ_MAGIC):
+        raise DeepclustError(f"{path} is not a valid {'.npy' if npy else '.npz'} file (no NumPy "
+                             f"{'header' if npy else 'zip archive'} at its start); save it with "
+                             f"{'numpy.save' if npy else 'numpy.savez'}")
+    try:
+        if npy:
             X, y = np.load(path, mmap_mode="r", allow_pickle=False), None
         else:
             with np.load(path, allow_pickle=False) as npz:
@@ -77,7 +92,10 @@ def read_array(path: Path) -> Dataset:
     except DeepclustError:
         raise
     except (ValueError, OSError, EOFError) as exc:
-        raise DeepclustError(f"cannot read {path} as a NumPy file: {exc}") from exc
+        if "allow_pickle" in str(exc) or "pickled" in str(exc):
+            raise DeepclustError(f"{path} holds Python objects (pickled data), which deepclust does not load: "
+                                 "loading them can run code; save a numeric array instead") from exc
+        raise DeepclustError(f"{path} is not a valid NumPy file: {exc}") from exc
     if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
         raise DeepclustError(f"{path} must hold numbers, got values of type {X.dtype}")
     class_names = None
@@ -298,6 +316,8 @@ def read_table(path: Path, *, label_column: str | None = None, keep_columns: Seq
     if not features:
         raise DeepclustError(f"{path} has no feature columns")
     n = sum(len(chunk) for chunk in _iter_table(path, layout, columns=[columns[0]]))
+    if n == 0:
+        raise DeepclustError(f"{path} has no rows (only a header); the input is empty")
     _check_count(path, layout, n)
     X = np.empty((n, len(features)), dtype=np.float32)
     labels: list[Any] = []
@@ -338,13 +358,20 @@ def _text_dataset(path: Path, texts: list[str], raw_labels: list[Any] | None) ->
 
 
 def read_text_lines(path: Path) -> Dataset:
-    """A ``.txt`` file with one document a line (blank lines are skipped)."""
+    """A UTF-8 ``.txt`` file with one document a line (blank lines are skipped)."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            texts = [line.strip() for line in fh if line.strip()]
+        data = path.read_bytes()
     except OSError as exc:
         raise DeepclustError(f"cannot read {path}: {exc}") from exc
-    return _text_dataset(path, texts, None)
+    if b"\0" in data:
+        raise DeepclustError(f"{path} is a binary file (it holds NUL bytes), not text with one document a line")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DeepclustError(f"{path} is not UTF-8 text (line {line}, byte {exc.start}); if it is text, save it "
+                             "as UTF-8") from exc
+    return _text_dataset(path, [t.strip() for t in text.splitlines() if t.strip()], None)
 
 
 def read_text_table(path: Path, *, text_column: str = "text", label_column: str | None = None,
@@ -353,6 +380,8 @@ def read_text_table(path: Path, *, text_column: str = "text", label_column: str 
 
     Cells are read verbatim (a text "NA" stays "NA"); ``keep_columns`` are kept in ``extra``.
     """
+    import pandas as pd
+
     layout = _layout(path)
     columns = _columns(path, layout)
     _require_columns(path, columns, [text_column, label_column, *keep_columns])
@@ -361,6 +390,10 @@ def read_text_table(path: Path, *, text_column: str = "text", label_column: str 
     kept: dict[str, list[Any]] = {c: [] for c in keep_columns}
     wanted = list(dict.fromkeys([text_column, *([label_column] if label_column else []), *keep_columns]))
     for chunk in _iter_table(path, layout, columns=wanted, as_text=True):
+        cells = chunk[text_column].fillna("").astype(str).str.strip()
+        if cells.ne("").any() and pd.to_numeric(cells, errors="coerce").notna().all():
+            raise DeepclustError(f"{path}: --text-column {text_column!r} holds numbers, not documents; "
+                                 "leave --text-column out to cluster the numeric columns")
         texts.extend(chunk[text_column].fillna("").astype(str).tolist())
         if labels is not None:
             labels.extend(chunk[label_column].tolist())
@@ -382,7 +415,11 @@ def read_jsonl(path: Path, *, text_column: str | None = None, label_column: str 
             for number, line in enumerate(fh, 1):
                 if not line.strip():
                     continue
-                record = json.loads(line)
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise DeepclustError(f"{path} line {number} is not valid JSON: {exc.msg} (column {exc.colno})"
+                                         ) from exc
                 if not isinstance(record, dict) or key not in record:
                     raise DeepclustError(f"{path} line {number} has no {key!r} field; name the text field with "
                                          "--text-column")
@@ -391,8 +428,6 @@ def read_jsonl(path: Path, *, text_column: str | None = None, label_column: str 
                     if label_column not in record:
                         raise DeepclustError(f"{path} line {number} has no {label_column!r} field")
                     labels.append(record[label_column])
-    except json.JSONDecodeError as exc:
-        raise DeepclustError(f"cannot read {path} as JSON Lines: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise DeepclustError(f"cannot read {path}: {exc}") from exc
     return _text_dataset(path, texts, labels)

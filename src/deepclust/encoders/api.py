@@ -8,6 +8,7 @@ or ``ARCH:PATH`` weights file, or an ``efficientnet_pytorch`` weights file (imag
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
 import time
 from pathlib import Path
@@ -28,32 +29,42 @@ def get_encoder(name: str, *, random_state: int = 0, **options: Any) -> Encoder:
     """The encoder called ``name`` (see the module docstring); ``options`` go to its constructor."""
     from deepclust.encoders import image, pretext, text
 
+    def build(cls: type, *args: Any, **fixed: Any) -> Encoder:
+        """``cls(*args, **fixed, **options)``, refusing options it does not take."""
+        try:
+            inspect.signature(cls).bind(*args, **fixed, **options)
+        except TypeError as exc:
+            takes = [p for p in inspect.signature(cls).parameters if p not in fixed][len(args):]
+            raise DeepclustError(f"encoder {name!r} does not take --encoder-param {', '.join(options)}; "
+                                 + (f"its settings: {', '.join(takes)}" if takes else "it takes none")) from exc
+        return cls(*args, **fixed, **options)
+
     key = str(name).strip()
     low = key.lower()
     if low == "raw":
-        return RawEncoder()
+        return build(RawEncoder)
     if low == "tfidf":
-        return text.TfidfEncoder(random_state=random_state, **options)
+        return build(text.TfidfEncoder, random_state=random_state)
     if low in ("minilm", "all-minilm-l6-v2"):
-        return text.SentenceTransformerEncoder(name="minilm", **options)
+        return build(text.SentenceTransformerEncoder, name="minilm")
     if low in image.EFFICIENTNET_PACKAGES:
         weights, arch = image.package_weights(low)
-        return image.TimmImageEncoder(weights, arch, name=low, **options)
+        return build(image.TimmImageEncoder, weights, arch, name=low)
     if low in ("pretext", "simclr"):
-        return pretext.PretextEncoder(random_state=random_state, **options)
+        return build(pretext.PretextEncoder, random_state=random_state)
 
     arch, sep, rest = key.partition(":")
     if sep and rest and not os.path.exists(key) and "/" not in arch and "\\" not in arch:  # ARCH:PATH
-        return image.TimmImageEncoder(rest, arch, **options)
+        return build(image.TimmImageEncoder, rest, arch)
     path = Path(key).expanduser()
     if path.exists():
         if text.is_sentence_transformers_folder(path):
-            return text.SentenceTransformerEncoder(path, **options)
+            return build(text.SentenceTransformerEncoder, path)
         found = image.timm_folder(path)
         if found:
-            return image.TimmImageEncoder(found[0], found[1], name=str(path), **options)
+            return build(image.TimmImageEncoder, found[0], found[1], name=str(path))
         if path.is_file() and path.suffix.lower() in image.WEIGHT_SUFFIXES:
-            return image.TimmImageEncoder(path, **options)
+            return build(image.TimmImageEncoder, path)
         raise DeepclustError(f"{path} is not a model this tool can load: expected a sentence-transformers folder "
                              f"(modules.json), a timm folder (config.json + model.safetensors) or a weights file "
                              f"({', '.join(image.WEIGHT_SUFFIXES)}; give ARCH:PATH for timm weights)")

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from deepclust.errors import DeepclustError
+from deepclust.validation import as_float_array
 
 MODALITIES = ("text", "image", "array")
 
@@ -93,6 +94,4 @@ class RawEncoder(Encoder):
         return got
 
     def encode(self, X: Any, *, device: torch.device, batch_size: int | None = None) -> np.ndarray:
-        if hasattr(X, "detach"):
-            X = X.detach().cpu().numpy()
-        return np.asarray(X, dtype=np.float32)  # shape kept: image methods take N×C×H×W
+        return as_float_array(X)  # shape kept: image methods take N×C×H×W

@@ -7,10 +7,16 @@ module and adding one entry here.
 
 from __future__ import annotations
 
+import collections.abc
 import difflib
 import importlib
+import inspect
+import types
+import typing
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from deepclust.errors import DeepclustError
 
@@ -102,12 +108,70 @@ def get_method_info(name: str) -> MethodInfo:
 
 
 def make_method(name: str, **params: Any):
-    """Build the estimator for method ``name`` with the given hyper-parameters."""
-    cls = get_method_info(name).load_class()
+    """Build the estimator for method ``name`` with the given hyper-parameters (checked by
+    :func:`check_params` first)."""
+    info = get_method_info(name)
+    cls = info.load_class()
+    check_params(cls, params, method=info.name)
+    return cls(**params)
+
+
+def check_params(cls: type, params: dict[str, Any], *, method: str) -> None:
+    """Raise :class:`DeepclustError` for a parameter that ``cls`` does not take, or whose value does
+    not fit the type its ``__init__`` declares (``lr=abc`` for a float, ``epochs=1.5`` for an int)."""
+    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
     try:
-        return cls(**params)
-    except TypeError as exc:
-        raise DeepclustError(f"method {name!r} does not take these settings: {exc}") from exc
+        hints = typing.get_type_hints(cls.__init__)
+    except (NameError, TypeError):  # a plug-in's annotations that do not resolve: names are still checked
+        hints = {}
+    for key, value in params.items():
+        if key not in accepted:
+            close = difflib.get_close_matches(key, accepted, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "."
+            raise DeepclustError(f"method {method!r} has no parameter {key!r}{hint} Its parameters: "
+                                 f"{', '.join(accepted)}")
+        if key in hints and not _fits(value, hints[key]):
+            raise DeepclustError(f"method {method!r}: {key}={value!r} is not a valid value; expected "
+                                 f"{_describe(hints[key])}")
 
 
-__all__ = ["METHODS", "MethodInfo", "get_method_info", "make_method", "register_method"]
+def _fits(value: Any, hint: Any) -> bool:
+    """Whether ``value`` (as read from JSON or given from Python) fits the type annotation ``hint``."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if hint is type(None) or hint is None:
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is bool:
+        return isinstance(value, (bool, np.bool_))
+    if hint is int:
+        return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if origin in (list, tuple, collections.abc.Sequence) or hint in (list, tuple, collections.abc.Sequence):
+        if not isinstance(value, (list, tuple, np.ndarray)):
+            return False
+        item = args[0] if args else Any
+        return all(_fits(v, item) for v in value)
+    if isinstance(origin or hint, type):
+        return isinstance(value, origin or hint)
+    return True  # an annotation this check does not model
+
+
+def _describe(hint: Any) -> str:
+    """``float``, ``int or None``, ``a list of int`` …: an annotation in the user's words."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is type(None):
+        return "null"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin in (list, tuple, collections.abc.Sequence):
+        return f"a list of {_describe(args[0]) if args else 'values'}"
+    return getattr(hint, "__name__", str(hint))
+
+
+__all__ = ["METHODS", "MethodInfo", "check_params", "get_method_info", "make_method", "register_method"]

@@ -18,6 +18,7 @@ import torch
 
 from deepclust.engines.kmeans import KMeans
 from deepclust.methods._autoencoder import AutoencoderClusterer
+from deepclust.training import mark_interrupted
 
 
 class AEKMeans(AutoencoderClusterer):
@@ -40,7 +41,7 @@ class AEKMeans(AutoencoderClusterer):
     """
 
     _saved_arrays = ("labels_", "scale_shift_", "scale_", "cluster_centers_")
-    _saved_values = ("history_", "timings_", "architecture_", "scaling_")
+    _saved_values = ("history_", "timings_", "architecture_", "scaling_", "interrupted_")
 
     def __init__(self, n_clusters: int = 10, *, architecture: str = "auto", scaling: str = "auto", embedding_dim: int | None = 10,
                  hidden_dims: Sequence[int] = (500, 500, 2000), pretrain: str = "end-to-end",
@@ -73,6 +74,7 @@ class AEKMeans(AutoencoderClusterer):
         self.cluster_centers_ = km.cluster_centers_
         self.labels_ = km.labels_
         self.timings_["kmeans"] = time.perf_counter() - t0
+        mark_interrupted(self, self.interrupted_)
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Hard k-means assignment as one-hot probabilities."""

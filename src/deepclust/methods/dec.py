@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from typing import Any, Sequence
 
 import numpy as np
@@ -37,7 +36,7 @@ from deepclust.heads import StudentTHead
 from deepclust.losses import kl_divergence
 from deepclust.methods._autoencoder import AutoencoderClusterer, check_choice
 from deepclust.targets import dec_target
-from deepclust.training import batched, train_epochs
+from deepclust.training import batched, mark_interrupted, train_epochs
 
 
 class DEC(AutoencoderClusterer):
@@ -165,13 +164,10 @@ class DEC(AutoencoderClusterer):
                                desc=f"{type(self).__name__} clustering", mixed_precision=self.mixed_precision,
                                steps_per_epoch=int(self.update_interval), after_epoch=converged)
         self.history_["cluster"] = list(history)
-        self.interrupted_ = self.interrupted_ or history.interrupted
         self.n_iter_ = len(history) * int(self.update_interval)
         self.labels_ = self._assignments(Xt).argmax(1).cpu().numpy()
         self.timings_["cluster"] = time.perf_counter() - t0
-        if self.interrupted_:
-            warnings.warn(f"{type(self).__name__} training was interrupted (Ctrl-C): the model is the one "
-                          "reached so far", RuntimeWarning, stacklevel=3)
+        mark_interrupted(self, self.interrupted_ or history.interrupted)
 
     @torch.no_grad()
     def _assignments(self, Xt: torch.Tensor) -> torch.Tensor:

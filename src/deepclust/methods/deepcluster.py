@@ -42,7 +42,7 @@ from deepclust.heads import MLP, ConvTrunk
 from deepclust.methods._selflabel import SelfLabelClusterer, eval_mode
 from deepclust.metrics import external_scores
 from deepclust.targets import kmeans_target
-from deepclust.training import balanced_indices, batched, train_epochs
+from deepclust.training import balanced_indices, batched, mark_interrupted, train_epochs
 
 MODES = ("deepcluster", "clusterfit")
 
@@ -106,7 +106,7 @@ class DeepCluster(SelfLabelClusterer):
 
     _networks = ("trunk_", "classifier_")
     _saved_arrays = ("labels_", "cluster_centers_", "pca_mean_", "pca_proj_", "input_mean_", "input_std_")
-    _saved_values = ("history_", "timings_", "temperature_")
+    _saved_values = ("history_", "timings_", "temperature_", "interrupted_")
     _max_input_dims = 4
     _display_name = "DeepCluster"
     _default_mode = "deepcluster"
@@ -229,6 +229,7 @@ class DeepCluster(SelfLabelClusterer):
         d2 = (_preprocess(feats, mean, proj) - centers[labels]).pow(2).sum(1)
         self.temperature_ = float(d2.mean())
         self.history_ = {"train": list(history)}
+        mark_interrupted(self, history.interrupted)
         self.timings_ = {"train": train_s, "kmeans": state["kmeans_s"] + 0.0, "final": time.perf_counter() - t0}
 
     def _distances(self, X: np.ndarray) -> torch.Tensor:

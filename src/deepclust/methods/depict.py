@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -71,7 +70,7 @@ from deepclust.heads import SoftmaxHead
 from deepclust.losses import layerwise_reconstruction_loss, soft_cross_entropy
 from deepclust.runtime import seed_everything, seeded_generator
 from deepclust.targets import TARGETS
-from deepclust.training import History, batched, train_epochs
+from deepclust.training import History, batched, mark_interrupted, train_epochs
 
 #: ``init="auto"`` uses AC-PIC up to this many points, k-means above
 PIC_MAX_SAMPLES = 20_000
@@ -106,7 +105,7 @@ class DEPICT(BaseClusterer):
     """
 
     _saved_arrays = ("labels_", "scale_min_", "scale_max_")
-    _saved_values = ("history_", "timings_", "n_iter_", "init_used_")
+    _saved_values = ("history_", "timings_", "n_iter_", "init_used_", "interrupted_")
     _networks = ("autoencoder_", "head_")
 
     def __init__(self, n_clusters: int = 10, *, target: str = "paper", prior: Sequence[float] | None = None,
@@ -286,9 +285,7 @@ class DEPICT(BaseClusterer):
         self.n_iter_ = len(history["cluster"])
         self.history_ = {name: list(h) for name, h in history.items()}
         self.timings_ = timings
-        if any(h.interrupted for h in history.values()):
-            warnings.warn("DEPICT training was interrupted (Ctrl-C): the model is the one reached so far",
-                          RuntimeWarning, stacklevel=3)
+        mark_interrupted(self, any(h.interrupted for h in history.values()))
 
     # ------------------------------------------------------------------ inference
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -24,6 +24,7 @@ import torch
 from deepclust.engines.classical import GaussianMixture
 from deepclust.errors import DeepclustError
 from deepclust.methods._autoencoder import AutoencoderClusterer
+from deepclust.training import mark_interrupted
 from deepclust.runtime import keep_torch_threads
 
 
@@ -47,7 +48,7 @@ class N2D(AutoencoderClusterer):
 
     _saved_arrays = ("labels_", "scale_shift_", "scale_", "train_embedding_", "train_umap_",
                      *(f"gmm_{name}" for name in GMM_ARRAYS))
-    _saved_values = ("history_", "timings_", "architecture_", "scaling_")
+    _saved_values = ("history_", "timings_", "architecture_", "scaling_", "interrupted_")
 
     def __init__(self, n_clusters: int = 10, *, umap_dim: int | None = None, n_neighbors: int = 20,
                  min_dist: float = 0.0, umap_metric: str = "euclidean", covariance_type: str = "full",
@@ -111,6 +112,7 @@ class N2D(AutoencoderClusterer):
             setattr(self, f"gmm_{name}", getattr(gmm, name))
         self.labels_ = gmm.labels_
         self._mixture = gmm
+        mark_interrupted(self, self.interrupted_)
 
     def _umap_coordinates(self, X: np.ndarray) -> np.ndarray:
         """UMAP coordinates of new points: distance-weighted mean over their nearest training points."""

@@ -53,7 +53,7 @@ from deepclust.errors import DeepclustError
 from deepclust.heads import MultiHead, SoftmaxHead
 from deepclust.losses import confident_self_label_loss, scan_loss
 from deepclust.methods._selflabel import SelfLabelClusterer, eval_mode
-from deepclust.training import batched, train_epochs
+from deepclust.training import batched, mark_interrupted, train_epochs
 
 
 class SCAN(SelfLabelClusterer):
@@ -86,7 +86,7 @@ class SCAN(SelfLabelClusterer):
 
     _networks = ("backbone_", "head_")
     _saved_arrays = ("labels_", "scale_min_", "scale_max_")
-    _saved_values = ("history_", "timings_", "head_losses_", "best_head_")
+    _saved_values = ("history_", "timings_", "head_losses_", "best_head_", "interrupted_")
     _display_name = "SCAN"
     _max_input_dims = 4
 
@@ -270,6 +270,7 @@ class SCAN(SelfLabelClusterer):
         self.labels_ = batched(lambda xb: head(backbone(xb)), x).argmax(1).cpu().numpy()
         self.history_ = {"pretext": pretext_history, "scan": list(scan_hist), "selflabel": list(sl_hist)}
         self.timings_ = timings
+        mark_interrupted(self, scan_hist.interrupted or getattr(sl_hist, "interrupted", False))
         if self.verbose:
             print(f"SCAN: head losses {np.round(losses, 4).tolist()}, kept head {self.best_head_}")
 

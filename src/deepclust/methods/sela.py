@@ -43,7 +43,7 @@ from deepclust.errors import DeepclustError
 from deepclust.heads import MLP, SoftmaxHead
 from deepclust.methods._selflabel import SelfLabelClusterer, eval_mode
 from deepclust.targets import sinkhorn_target
-from deepclust.training import batched, train_epochs
+from deepclust.training import batched, mark_interrupted, train_epochs
 
 
 class SeLa(SelfLabelClusterer):
@@ -70,7 +70,7 @@ class SeLa(SelfLabelClusterer):
 
     _networks = ("trunk_", "head_")
     _saved_arrays = ("labels_", "pseudo_labels_")
-    _saved_values = ("history_", "timings_")
+    _saved_values = ("history_", "timings_", "interrupted_")
     _display_name = "SeLa"
 
     def __init__(self, n_clusters: int = 10, *, prior: Sequence[float] | None = None, lam: float = 25.0,
@@ -176,6 +176,7 @@ class SeLa(SelfLabelClusterer):
         self.labels_ = self._logits(Xt).argmax(1).cpu().numpy()
         trunk.eval()
         self.history_ = {"train": list(history)}
+        mark_interrupted(self, history.interrupted)
         self.timings_ = {"train": train_s - state["sinkhorn_s"], "sinkhorn": state["sinkhorn_s"],
                          "knn": state.get("knn_s", 0.0)}
 

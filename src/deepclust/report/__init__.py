@@ -10,7 +10,6 @@ the page. :func:`rebuild_report` does the second step for a finished run folder.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -18,27 +17,14 @@ from typing import Any
 import numpy as np
 
 from deepclust.errors import DeepclustError
+from deepclust.runtime import json_safe
 
 REPORT_DATA = "report_data.json"
 REPORT_HTML = "report.html"
 MAP_MAX_POINTS = 3000
+REPORT_KEYS = ("summary", "notes", "map", "clusters")  # what every report page shows
 
 __all__ = ["REPORT_DATA", "REPORT_HTML", "collect_report_data", "map_2d", "rebuild_report", "render_html"]
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        v = float(value)
-        return v if math.isfinite(v) else None
-    if isinstance(value, np.ndarray):
-        return _json_safe(value.tolist())
-    return value
 
 
 def map_2d(Z: np.ndarray, *, max_points: int = MAP_MAX_POINTS, random_state: int = 0) -> dict[str, Any]:
@@ -100,7 +86,7 @@ def collect_report_data(result: Any, features: np.ndarray, *, selection: Any = N
                              "classes": [names[int(c)] if names and 0 <= int(c) < len(names) else str(c) for c in cls],
                              "clusters": [int(c) for c in clu]}
     data["timings"]["report"] = round(time.perf_counter() - t0, 3)
-    return _json_safe(data)
+    return json_safe(data)
 
 
 def rebuild_report(run_dir: str | Path) -> Path:
@@ -113,12 +99,20 @@ def rebuild_report(run_dir: str | Path) -> Path:
         raise DeepclustError(f"{run_dir} has no {REPORT_DATA}: it is not the output of `deepclust run` "
                              "(runs of `deepclust cluster` have no report data)")
     try:
-        data = json.loads(src.read_text())
-    except json.JSONDecodeError as exc:
+        data = json.loads(src.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise DeepclustError(f"{src} is not valid JSON ({exc}); re-run `deepclust run`") from exc
+    missing = [key for key in REPORT_KEYS if key not in data] if isinstance(data, dict) else list(REPORT_KEYS)
+    if missing:
+        raise DeepclustError(f"{src} is not the report data of a `deepclust run` (it lacks "
+                             f"{', '.join(missing)}); re-run `deepclust run`")
+    try:
+        html = render_html(data)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise DeepclustError(f"{src} is damaged ({type(exc).__name__}: {exc}); re-run `deepclust run`") from exc
     out = run_dir / REPORT_HTML
     tmp = out.with_suffix(".html.tmp")
-    tmp.write_text(render_html(data), encoding="utf-8")
+    tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)
     return out
 
