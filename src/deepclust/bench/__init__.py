@@ -23,6 +23,7 @@ import numpy as np
 from deepclust.data import BUILTIN_DATASETS, load_input
 from deepclust.errors import DeepclustError
 from deepclust.methods import get_method_info
+from deepclust.runtime import machine_load
 
 SCORE_KEYS = ("acc", "nmi", "ari")
 
@@ -34,6 +35,7 @@ def run_one(method: str, dataset: str, seed: int, *, device: str = "auto", encod
     """Fit one (method, dataset, seed) and return its benchmark record."""
     from deepclust.pipeline import run_clustering
 
+    load = machine_load()  # before the run: the load of whatever else shares the machine
     result = run_clustering(dataset, method, n_clusters, seed=seed, device=device, encoder=encoder,
                             params=params, data_dir=data_dir, encoder_params=encoder_params, cache=cache)
     s = result.summary()
@@ -55,6 +57,7 @@ def run_one(method: str, dataset: str, seed: int, *, device: str = "auto", encod
         "device": s["device"],
         "device_name": s["device_name"],
         "versions": s["versions"],
+        **load,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
