@@ -27,6 +27,7 @@ repo=$PWD
 PYTHON=${PYTHON:-python3}
 mkdir -p "$out"
 exec > >(tee -a "$out/log.txt") 2>&1
+tee_pid=$!
 export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
 export DEEPCLUST_DATA=${DEEPCLUST_DATA:-$repo/.gpu-data}
 # a cache of this call only: DEPICT's target=paper step and N2D reuse the autoencoders pretrained
@@ -59,4 +60,6 @@ timeout --signal=INT --kill-after=15 $((left + 30)) "$PYTHON" benchmarks/gpu/sui
     ${extra[@]+"${extra[@]}"}
 rc=$?
 echo "run.sh: $((SECONDS - start)) s in all, suite exit status $rc"
+exec >&- 2>&-
+wait $tee_pid  # the log is complete before the call returns
 exit $rc

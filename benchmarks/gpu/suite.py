@@ -74,6 +74,7 @@ class Step:
     estimate_s: float  # on one H100, a guess until the first call measures it
     smoke_estimate_s: float
     run: Callable[[Context], Iterator[dict[str, Any]]]
+    family: str = ""  # steps of one family (DEPICT's seeds) take the time the first of them took
 
 
 # ---------------------------------------------------------------------------------------------- steps
@@ -200,14 +201,14 @@ def efficientnet(ctx: Context) -> Iterator[dict[str, Any]]:
     size = ["--limit", "32", "--image-size", "32"] if ctx.smoke else ["--image-size", "224", "--batch-size", "512"]
     common = ["--dataset", "mnist", "--split", "test", "--device", ctx.device, *size]
     with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink):  # warm-up: weights read, kernels chosen
-        image_encoder_bench.main([*common, "--limit", "256", "--seeds", "0", "--out", os.devnull])
+        image_encoder_bench.main([*common, "--limit", "16" if ctx.smoke else "256", "--seeds", "0", "--out", os.devnull])
     yield from _records_of(image_encoder_bench.main, [*common, "--seeds", "0"], ctx)
 
 
 STEPS = [
     Step("chip", "bf16 matrix rate and copy bandwidth of this GPU", 10, 2, chip),
     Step("depict-s0-dec", "DEPICT MNIST-full seed 0 target=dec, phases, pretraining samples/s", 240, 20,
-         depict(0, "dec")),
+         depict(0, "dec"), "depict-dec"),
     Step("kmeans-1m", "KMeans 1M×128 k=1000 20 it., ours on the GPU vs faiss-cpu, shared start", 60, 10, kmeans_1m),
     Step("kmeans-mnist", "KMeans MNIST-full raw k=10, ours vs faiss-cpu; ACC", 30, 10, kmeans_mnist),
     Step("dec-clustpy", f"DEC MNIST-full, ours vs ClustPy 0.0.3, {CLUSTPY_EPOCHS}+{CLUSTPY_EPOCHS} epochs", 90, 15,
@@ -216,7 +217,8 @@ STEPS = [
          clustpy_pair("idec")),
     Step("depict-s0-paper", "DEPICT MNIST-full seed 0 target=paper (autoencoder from the cache)", 90, 10,
          depict(0, "paper")),
-    *(Step(f"depict-s{s}-dec", f"DEPICT MNIST-full seed {s} target=dec", 240, 20, depict(s, "dec")) for s in (1, 2, 3, 4)),
+    *(Step(f"depict-s{s}-dec", f"DEPICT MNIST-full seed {s} target=dec", 240, 20, depict(s, "dec"), "depict-dec")
+      for s in (1, 2, 3, 4)),
     Step("ae-kmeans", "AE + k-means MNIST-full (MLP autoencoder, 50 epochs)", 60, 10, autoencoder_method("ae-kmeans")),
     Step("n2d", "N2D MNIST-full (the same autoencoder from the cache, UMAP, GMM)", 120, 60, autoencoder_method("n2d")),
     Step("efficientnet", "EfficientNet-Lite0 images/s at 224 px, MNIST test split", 40, 10, efficientnet),
@@ -289,7 +291,11 @@ def run_suite(out: Path, budget_s: float, smoke: bool, only: list[str] | None = 
     ctx = Context(out, smoke, device, 1 if smoke else os.cpu_count() or 1)
     env = environment(device)
     steps = [s for s in STEPS if only is None or s.name in only]
-    estimate = (lambda s: s.smoke_estimate_s) if smoke else (lambda s: s.estimate_s)
+    measured: dict[str, float] = {}  # family → seconds its first step took in this call
+
+    def estimate(s: Step) -> float:
+        return measured.get(s.family) or (s.smoke_estimate_s if smoke else s.estimate_s)
+
     print(f"{env['device_name']}, torch {env['torch']}, CUDA {env['cuda']}; budget {budget_s:.0f} s; "
           f"estimates (a guess until measured):")
     for s in steps:
@@ -323,6 +329,8 @@ def run_suite(out: Path, budget_s: float, smoke: bool, only: list[str] | None = 
             status = f"failed: {type(exc).__name__}: {exc}"
         if status != "done":
             records.append(_append(out, {**base, "status": status, **_step_facts(device, t0)}))
+        elif s.family:
+            measured.setdefault(s.family, time.monotonic() - t0)
         print(f"[{'done' if status == 'done' else 'stop'}] {s.name}: {time.monotonic() - t0:.1f} s; {status}",
               flush=True)
         if device == "cuda":
