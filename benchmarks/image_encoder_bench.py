@@ -21,7 +21,7 @@ from deepclust.device import resolve_device
 from deepclust.encoders import encode_with_info
 from deepclust.engines.kmeans import KMeans
 from deepclust.metrics import external_scores
-from deepclust.runtime import describe_device, machine_load, versions
+from deepclust.runtime import describe_device, machine_load, peak_memory_mb, versions
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> None:
                        "seconds": {"fit": round(fit_s, 3), "features": round(embed_s, 2) if name != "raw" else 0.0},
                        "encoder_info": info if name != "raw" else {"name": "raw"}, "device": str(dev),
                        "images_per_s": round(len(X) / embed_s, 1) if name != "raw" else None, **machine_load(),
+                       "peak_memory_mb": round(peak_memory_mb(dev), 1),
                        "device_name": describe_device(dev), "versions": versions(),
                        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
                 fh.write(json.dumps(rec, default=str) + "\n")

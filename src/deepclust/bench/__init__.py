@@ -158,6 +158,6 @@ def format_table(rows: Sequence[dict[str, Any]], markdown: bool = True) -> str:
     for r in sorted(rows, key=lambda r: (r["dataset"], r["method"])):
         lines.append("| " + " | ".join([
             r["dataset"], r["method"], r["encoder"], str(len(r["seeds"])), ms(r["acc"]), ms(r["nmi"]), ms(r["ari"]),
-            ms(r["fit_seconds"], 1), f"{r['peak_memory_mb']:.0f}", r["device"],
+            ms(r["fit_seconds"], 1), f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] else "–", r["device"],
         ]) + " |")
     return "\n".join(lines)
