@@ -28,7 +28,7 @@ PYTHON=${PYTHON:-python3}
 mkdir -p "$out"
 exec > >(tee -a "$out/log.txt") 2>&1
 tee_pid=$!
-export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 DEEPCLUST_NO_PROGRESS=1 TQDM_DISABLE=1  # a short log: summary last
 export DEEPCLUST_DATA=${DEEPCLUST_DATA:-$repo/.gpu-data}
 # a cache of this call only: DEPICT's target=paper step and N2D reuse the autoencoders pretrained
 # by earlier steps, and nothing cached on the machine before counts
