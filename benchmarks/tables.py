@@ -22,6 +22,7 @@ Below each table a line says whether the machine was idle, from the load average
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import sys
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from deepclust.bench import format_table, mean_std, read_records, summarize  # noqa: E402
+from deepclust.bench import format_table, mean_std, summarize  # noqa: E402
 
 BLOCK = re.compile(r"(<!-- table: (?P<spec>[^>]*?) -->\n)(?P<body>.*?)(<!-- /table -->)", re.S)
 GPU_GLOB = "gpu-*.jsonl"
@@ -42,6 +43,21 @@ Records = list[dict[str, Any]]
 
 
 # ---------------------------------------------------------------------------------------------- helpers
+def read_jsonl(paths: list[Path]) -> Records:
+    """Every record of these JSONL files, in order (of any benchmark script, not only ``deepclust bench``)."""
+    records = []
+    for path in paths:
+        if not path.is_file():
+            raise SystemExit(f"error: {path} does not exist (named in a table marker of BENCHMARKS.md)")
+        for no, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as exc:
+                    raise SystemExit(f"error: {path}:{no} is not a JSON record ({exc})") from exc
+    return records
+
+
 def _ms(pair: tuple[float, float], digits: int) -> str:
     m, s = pair
     return "–" if math.isnan(m) else f"{m:.{digits}f} ± {s:.{digits}f}"
@@ -252,7 +268,7 @@ def render(spec: str, results: Path) -> str:
         paths = sorted(results.glob(GPU_GLOB))
     else:
         paths = [results / f for f in files]
-    records = read_records(paths)
+    records = read_jsonl(paths)
     if kind.startswith("gpu-"):
         table = KINDS[kind](records)
         if table.startswith(AWAITING):
