@@ -11,7 +11,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 DEEPCLUST_DATA ?= $(abspath ../shared/data)
 export DEEPCLUST_DATA
 
-.PHONY: setup demo test fashion-mnist chromium bench-kmeans clean
+.PHONY: setup demo test fashion-mnist chromium bench bench-quick bench-tables clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,19 @@ chromium:
 
 test: setup fashion-mnist chromium
 	$(PY) -m pytest
+
+# The CPU benchmarks behind BENCHMARKS.md, rerun from the venv, then its tables regenerated from the
+# records (benchmarks/cpu.py). bench: many hours on 2 cores; bench-quick: the cheap part, < 20 minutes.
+# ARGS are passed on, e.g. make bench ARGS="--only pic-raw".
+bench: setup fashion-mnist
+	$(PY) benchmarks/cpu.py $(ARGS)
+
+bench-quick: setup fashion-mnist
+	$(PY) benchmarks/cpu.py --quick $(ARGS)
+
+# Only rebuild BENCHMARKS.md's tables from benchmarks/results/ (seconds).
+bench-tables: setup
+	$(PY) benchmarks/tables.py
 
 clean:
 	rm -rf $(VENV) runs

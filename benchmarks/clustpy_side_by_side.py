@@ -23,7 +23,7 @@ import torch
 
 from deepclust.data import load_dataset
 from deepclust.metrics import external_scores
-from deepclust.runtime import describe_device, versions
+from deepclust.runtime import describe_device, machine_load, versions
 
 
 def run_clustpy(name: str, X: np.ndarray, k: int, seed: int, pre: int, clu: int, device: torch.device):
@@ -51,21 +51,23 @@ def run_ours(name: str, X: np.ndarray, k: int, seed: int, pre: int, clu: int, de
     return {"labels": model.labels_, "phases": {k: round(v, 2) for k, v in model.timings_.items()}}, seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dataset", default="usps")
+    ap.add_argument("--limit", type=int, default=None, help="first N samples only (a quick check)")
     ap.add_argument("--seeds", default="0")
     ap.add_argument("--methods", default="dec,idec")
     ap.add_argument("--pretrain-epochs", type=int, default=100)
     ap.add_argument("--clustering-epochs", type=int, default=150)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--out", required=True)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
 
     import clustpy
 
     ds = load_dataset(args.dataset)
-    X = ds.X.reshape(len(ds.X), -1).astype(np.float32)
+    X, y = ds.X[:args.limit], ds.y[:args.limit]
+    X = X.reshape(len(X), -1).astype(np.float32)
     X = (X - X.min()) / (X.max() - X.min())
     k = int(ds.meta.n_classes)
     device = torch.device(args.device)
@@ -78,13 +80,13 @@ def main() -> None:
                        else versions()["deepclust"], "method": name, "dataset": ds.meta.name, "n": len(X), "k": k,
                        "seed": seed, "pretrain_epochs": args.pretrain_epochs,
                        "clustering_epochs": args.clustering_epochs, "seconds": round(seconds, 2),
-                       **{key: round(v, 4) for key, v in external_scores(ds.y, labels["labels"]).items()},
+                       **{key: round(v, 4) for key, v in external_scores(y, labels["labels"]).items()},
                        "device": str(device), "device_name": describe_device(device),
-                       "torch": torch.__version__, "threads": torch.get_num_threads()}
+                       "torch": torch.__version__, "threads": torch.get_num_threads(), **machine_load()}
                 if "phases" in labels:
                     rec["seconds_per_phase"] = labels["phases"]
                 if "labels_final_kmeans" in labels:
-                    rec["acc_final_kmeans"] = round(external_scores(ds.y, labels["labels_final_kmeans"])["acc"], 4)
+                    rec["acc_final_kmeans"] = round(external_scores(y, labels["labels_final_kmeans"])["acc"], 4)
                 print(json.dumps(rec), flush=True)
                 with open(args.out, "a") as fh:
                     fh.write(json.dumps(rec) + "\n")

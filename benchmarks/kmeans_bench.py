@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from deepclust.runtime import describe_device, versions
+    from deepclust.runtime import describe_device, machine_load, versions
 
     t0 = time.perf_counter()
     X, desc = load_data(args)
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         "threads": args.threads or torch.get_num_threads(), "host": platform.node(),
         "cpu": describe_device(torch.device("cpu")),
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": {**versions(), "faiss": _safe_version("faiss")},
+        "versions": {**versions(), "faiss": _safe_version("faiss")}, **machine_load(),
         **({"shared_init_seconds": shared_seconds} if shared_seconds is not None else {}),
     }
     records = []

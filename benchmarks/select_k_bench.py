@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from deepclust.data import load_dataset
-from deepclust.runtime import versions
+from deepclust.runtime import machine_load, versions
 from deepclust.run import run
 
 
@@ -26,7 +26,11 @@ CRITS = ("ppp", "umap_silhouette", "bic", "gap", "eigengap")
 
 def table(path: str) -> str:
     """Markdown table of the records in ``path`` plus, per criterion, how often it found the true k."""
-    recs = [json.loads(line) for line in open(path) if line.strip()]
+    return table_of([json.loads(line) for line in open(path) if line.strip()])
+
+
+def table_of(recs: list[dict]) -> str:
+    """Markdown table of these records plus, per criterion, how often it found the true k."""
     head = ("| dataset | n | true k | chosen k | " + " | ".join(CRITS) + " | ACC | NMI | choosing k (s) | run total (s) |\n"
             "|---|---:|---:|---:|" + "---:|" * len(CRITS) + "---:|---:|---:|---:|")
     rows = []
@@ -66,8 +70,7 @@ def main() -> None:
                "criterion_seconds": sel.seconds, "encoder": s["encoder"], "method": s["method"],
                "acc": s["scores"].get("acc"), "nmi": s["scores"].get("nmi"), "ari": s["scores"].get("ari"),
                "seconds": s["seconds"], "wall_seconds": round(wall, 2), "report_kb": round(html_kb, 1),
-               "settings": {"max_samples": 2000, "n_runs": 3, "n_refs": 3, "k_range": "2..25"}, "seed": args.seed, "device": s["device_name"], "versions": versions(),
-               "note": "2 shared CPU cores under contention (load average 4-10): timings are indicative"}
+               "settings": {"max_samples": 2000, "n_runs": 3, "n_refs": 3, "k_range": "2..25"}, "seed": args.seed, "device": s["device_name"], "versions": versions(), **machine_load()}
         with open(args.out, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
         print(f"{name}: true k {rec['true_k']}, chosen {rec['chosen_k']} {sel.choices}, ACC {rec['acc']:.3f}, "

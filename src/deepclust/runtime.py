@@ -71,6 +71,16 @@ def describe_device(device: torch.device) -> str:
     return f"{cpu} ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
+def machine_load() -> dict[str, object]:
+    """The host's load averages (1, 5, 15 min) and core count, for benchmark records: a record says
+    whether other jobs shared the machine (load above this run's own threads) or it ran alone."""
+    try:
+        load = [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on Linux/macOS
+        load = None
+    return {"load_avg": load, "cpu_count": os.cpu_count()}
+
+
 def seed_everything(seed: int | None) -> np.random.Generator:
     """Seed Python, NumPy and torch; return a NumPy generator for the caller's own draws."""
     if seed is not None:

@@ -26,6 +26,7 @@ import numpy as np
 from deepclust.data import BUILTIN_DATASETS, load_input
 from deepclust.errors import DeepclustError
 from deepclust.methods import get_method_info
+from deepclust.runtime import machine_load
 
 SCORE_KEYS = ("acc", "nmi", "ari")
 RECORD_KEYS = ("method", "dataset", "seed", "seconds")  # what the table needs of every record
@@ -43,6 +44,7 @@ def run_one(method: str, dataset: str, seed: int, *, device: str = "auto", encod
 
     set_threads(threads)
 
+    load = machine_load()  # before the run: the load of whatever else shares the machine
     result = run_clustering(dataset, method, n_clusters, seed=seed, device=device, encoder=encoder,
                             params=params, data_dir=data_dir, encoder_params=encoder_params, cache=cache)
     s = result.summary()
@@ -67,6 +69,7 @@ def run_one(method: str, dataset: str, seed: int, *, device: str = "auto", encod
         "threads_rule": s["threads_rule"],
         "warnings": s["warnings"],
         "versions": s["versions"],
+        **load,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
 
@@ -203,6 +206,6 @@ def format_table(rows: Sequence[dict[str, Any]], markdown: bool = True) -> str:
     for r in sorted(rows, key=lambda r: (r["dataset"], r["method"])):
         lines.append("| " + " | ".join([
             r["dataset"], r["method"], r["encoder"], str(len(r["seeds"])), ms(r["acc"]), ms(r["nmi"]), ms(r["ari"]),
-            ms(r["fit_seconds"], 1), f"{r['peak_memory_mb']:.0f}", r["device"],
+            ms(r["fit_seconds"], 1), f"{r['peak_memory_mb']:.0f}" if r["peak_memory_mb"] else "–", r["device"],
         ]) + " |")
     return "\n".join(lines)
