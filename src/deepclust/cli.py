@@ -70,9 +70,20 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if enc.get("name") not in (None, "raw"):
         print(f"  encoder {enc['name']} ({enc.get('dim')}-d, {'from the cache' if enc.get('cached') else 'computed'} "
               f"in {summary['seconds']['features']:.2f}s)")
+    _print_clusters_found(summary)
     _print_scores(s)
     print(f"  results written to {out}/ (assignments.csv, metrics.json, model/)")
     return 0
+
+
+def _print_clusters_found(summary: dict, count_line: bool = True) -> None:
+    """How many of the k clusters received samples, with a warning when some stayed empty."""
+    k, found = summary["n_clusters"], summary["n_clusters_found"]
+    if count_line:
+        print(f"  {found} of {k} clusters non-empty")
+    if found < k:
+        print(f"deepclust: warning: only {found} of the {k} requested clusters received any sample; the others "
+              "are empty (the data may hold fewer groups, or the method collapsed some)", file=sys.stderr)
 
 
 def _print_scores(s: dict) -> None:
@@ -102,6 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
               f"{summary['n_clusters_found']} clusters found ({summary['device_name']}); "
               f"fit {sec['fit']:.2f}s" + (f", choosing k {sec['select_k']:.1f}s" if "select_k" in sec else "")
               + f", report {sec['report']:.1f}s")
+        _print_clusters_found(summary, count_line=False)  # the line above has the count
         _print_scores(s)
     print(f"report: {summary['report']}")
     return 0
@@ -155,6 +167,8 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from deepclust.run import encoder_help
+
     parser = argparse.ArgumentParser(prog="deepclust", description="Deep clustering toolkit.")
     parser.add_argument("--version", action="version", version=f"deepclust {__version__}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -192,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
     p.add_argument("--k", "-k", default="auto", help="number of clusters, or 'auto' (default) to choose it without labels")
     p.add_argument("--method", default=None, help="see `deepclust methods` (default: chosen for the modality)")
-    p.add_argument("--encoder", default=None, help="raw, tfidf (texts) or standardized (tables; z-scored columns); default: chosen for the modality")
+    p.add_argument("--encoder", default=None, help=encoder_help())
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")

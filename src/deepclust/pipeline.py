@@ -63,6 +63,7 @@ class ClusteringResult:
             "encoder_info": self.encoder_info,
             "n_clusters": int(self.params.get("n_clusters", 0) or 0),
             "n_clusters_found": int(len(np.unique(self.labels[self.labels >= 0]))),
+            "converged": getattr(self.model, "converged_", None),  # False: stopped at an iteration limit
             "scores": self.scores,
             "seconds": self.seconds,
             "peak_memory_mb": round(self.peak_memory_mb, 1),
