@@ -184,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-cache", action="store_true",
                        help="recompute embeddings instead of reading the cache ($DEEPCLUST_CACHE)")
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="a method hyper-parameter, e.g. --param target=dec (repeatable)")
+                       help="a method hyper-parameter, e.g. --param schedule=paper (repeatable)")
         p.add_argument("--data-dir", default=None, help="data folder (default: $DEEPCLUST_DATA or the user cache)")
 
     p = sub.add_parser("cluster", help="cluster a built-in dataset or a file/folder")
