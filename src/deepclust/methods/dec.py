@@ -17,9 +17,10 @@
 Defaults follow the papers and the authors' released code (batch 256, update interval 140,
 tol 0.001; autoencoder pretrained end to end with Adam; inputs scaled to [0, 1]) except the
 lengths: ``schedule="budget"`` (default) pretrains for 1,110 gradient steps and clusters for at
-most 3,000 iterations, the CPU budget with which both reach their published USPS accuracy in
-BENCHMARKS.md; ``schedule="paper"`` gives the papers' 200 epochs and 20,000 iterations. ``pretrain="layerwise"`` gives DEC's greedy layer-wise
-denoising pretraining. No label is used: the stopping rule counts changed assignments.
+most 3,000 iterations, the CPU budget benchmarked on USPS (BENCHMARKS.md: IDEC within 0.01 ACC of
+its published USPS figure, DEC at it); ``schedule="paper"`` gives the papers' 200 epochs and
+20,000 iterations. ``pretrain="layerwise"`` gives DEC's greedy layer-wise denoising pretraining.
+No label is used: the stopping rule counts changed assignments.
 """
 
 from __future__ import annotations

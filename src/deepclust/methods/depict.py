@@ -132,7 +132,8 @@ class DEPICT(BaseClusterer):
 
     def __init__(self, n_clusters: int = 10, *, target: str = "dec", prior: Sequence[float] | None = None,
                  schedule: str = "budget", pretrain_epochs: int | None = None, warmup_epochs: int | None = None,
-                 cluster_epochs: int | None = None, batch_size: int | None = None, lr: float | None = None, tol: float = 0.001, recon_weight: float = 1.0,
+                 cluster_epochs: int | None = None, batch_size: int | None = None, lr: float | None = None,
+                 tol: float = 0.001, recon_weight: float = 1.0,
                  hidden_recon_weight: float = 0.1, dropout: float = 0.1, channels: Sequence[int] = (50, 50),
                  hidden_dims: Sequence[int] = (500, 500, 2000), init: str = "auto", kmeans_n_init: int = 40,
                  cache_dir: str | None = None, mixed_precision: bool = True, device: Any = "auto",
@@ -176,7 +177,8 @@ class DEPICT(BaseClusterer):
         for name in ("pretrain_epochs", "warmup_epochs", "cluster_epochs"):
             if getattr(self, name) is not None and int(getattr(self, name)) < 0:
                 raise DeepclustError(f"{name} must be >= 0, got {getattr(self, name)!r}")
-        if (self.batch_size is not None and int(self.batch_size) < 1) or (self.lr is not None and not float(self.lr) > 0):
+        if (self.batch_size is not None and int(self.batch_size) < 1) or \
+                (self.lr is not None and not float(self.lr) > 0):
             raise DeepclustError("batch_size must be >= 1 and lr > 0")
         if self.mixed_precision not in (True, False, "bf16", "fp16"):
             raise DeepclustError(f"mixed_precision must be True, False, 'bf16' or 'fp16', got {self.mixed_precision!r}")
