@@ -99,6 +99,12 @@ def test_metrics_json_records_converged_false(tmp_path: Path, capsys) -> None:
 
 
 # ------------------------------------------------------------------------------------- what the console says
+def test_cli_warnings_are_one_plain_line(tmp_path: Path) -> None:
+    assert run_cli("cluster", "digits", "-k", "3", "--out", str(tmp_path / "o")) == 0
+    text = warnings.formatwarning(ConvergenceWarning("KMeans stopped"), ConvergenceWarning, "kmeans.py", 1)
+    assert text == "deepclust: warning: KMeans stopped\n"
+
+
 def test_cluster_summary_prints_non_empty_clusters(tmp_path: Path, capsys) -> None:
     assert run_cli("cluster", "digits", "-k", "5", "--out", str(tmp_path / "o")) == 0
     assert "5 of 5 clusters non-empty" in capsys.readouterr().out

@@ -243,9 +243,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      line: str | None = None) -> str:
+    """Warnings as the user reads them: ``deepclust: warning: ...``, without file names and code."""
+    return f"deepclust: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import warnings
+
+    warnings.formatwarning = _one_line_warning
     from deepclust.progress import set_quiet
 
     set_quiet(args.quiet)
