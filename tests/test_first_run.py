@@ -152,15 +152,6 @@ def test_run_records_load_and_feature_seconds(tmp_path: Path, monkeypatch) -> No
     assert seconds["total"] >= seconds["features"] + seconds["fit"]
 
 
-def test_scan_threshold_warning_says_what_it_means_for_the_result() -> None:
-    from deepclust.methods import make_method
-
-    X, _ = make_blobs(90, centers=3, n_features=8, random_state=0)
-    with pytest.warns(RuntimeWarning, match="clusters are those of the SCAN step alone"):
-        make_method("scan", n_clusters=3, n_heads=1, epochs=1, selflabel_epochs=1, n_neighbors=5,
-                    random_state=0, device="cpu").fit(X.astype(np.float32))
-
-
 # ------------------------------------------------------------------------------------- inputs half-used
 @pytest.mark.parametrize("kind", ["txt", "npy", "folder", "builtin"])
 def test_column_options_that_do_not_apply_are_refused(tmp_path: Path, capsys, kind: str) -> None:

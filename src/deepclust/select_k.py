@@ -42,9 +42,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 
-from deepclust.engines.kmeans import KMeans
+from deepclust.engines.kmeans import KMeans, inner_kmeans
 from deepclust.errors import DeepclustError
 from deepclust.progress import progress
 from deepclust.runtime import keep_torch_threads
@@ -94,10 +93,7 @@ class KSelection:
 
 # ---------------------------------------------------------------------------------- helpers
 def _kmeans(X: np.ndarray, k: int, seed: int, n_init: int = 1, device: Any = "cpu", max_iter: int = 100) -> KMeans:
-    """k-means for scoring candidate k (a short ``max_iter`` is deliberate here: no convergence warning)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return KMeans(k, n_init=n_init, random_state=seed, device=device, max_iter=max_iter).fit(X)
+    return inner_kmeans(X, k, n_init=n_init, random_state=seed, device=device, max_iter=max_iter)
 
 
 def _pca(X: np.ndarray, n_components: int, seed: int) -> np.ndarray:

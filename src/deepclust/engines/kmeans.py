@@ -452,7 +452,7 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
         if not converged:
             warnings.warn(f"KMeans stopped at max_iter = {self.max_iter} Lloyd iterations before the centres "
                           f"settled (shift above tol = {self.tol}): the partition is usable but not converged; "
-                          "raise max_iter (metrics.json records converged: false)", ConvergenceWarning, stacklevel=3)
+                          "raise max_iter", ConvergenceWarning, stacklevel=3)
 
     def _init_centers(self, Xt: torch.Tensor, k: int, seed: int, dev: torch.device) -> torch.Tensor:
         n = Xt.shape[0]
@@ -520,6 +520,15 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
         sums[empty_ids] = pts
         counts[empty_ids] = 1.0
         labels[far] = empty_ids
+
+
+def inner_kmeans(X: np.ndarray, n_clusters: int, **params: Any) -> KMeans:
+    """A k-means fitted inside another method (an initialisation, pseudo-labels, a score for a
+    candidate k), without the convergence warning: the user cannot act on it through that
+    method's parameters, and the method's own stopping rule is what its result reports."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(n_clusters, **params).fit(X)
 
 
 # ---------------------------------------------------------------------------------- MiniBatchKMeans

@@ -42,7 +42,7 @@ class AEKMeans(AutoencoderClusterer):
     """
 
     _saved_arrays = ("labels_", "scale_shift_", "scale_", "cluster_centers_")
-    _saved_values = ("history_", "timings_", "architecture_", "scaling_", "schedule_")
+    _saved_values = ("history_", "timings_", "architecture_", "scaling_", "schedule_", "converged_")
 
     def __init__(self, n_clusters: int = 10, *, architecture: str = "auto", scaling: str = "auto", embedding_dim: int | None = 10,
                  hidden_dims: Sequence[int] = (500, 500, 2000), pretrain: str = "end-to-end",
@@ -76,6 +76,7 @@ class AEKMeans(AutoencoderClusterer):
         km = KMeans(self.n_clusters, n_init=int(self.kmeans_n_init), device=dev, random_state=seed).fit(Z)
         self.cluster_centers_ = km.cluster_centers_
         self.labels_ = km.labels_
+        self.converged_ = km.converged_  # its k-means is the final clustering (it warns if not)
         self.timings_["kmeans"] = time.perf_counter() - t0
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepclust.engines.kmeans import KMeans
+from deepclust.engines.kmeans import inner_kmeans
 from deepclust.errors import DeepclustError
 from deepclust.heads import StudentTHead
 from deepclust.losses import kl_divergence
@@ -137,8 +137,8 @@ class DEC(AutoencoderClusterer):
         # initial centroids: k-means on the embedding
         t0 = time.perf_counter()
         Z = self._embed_scaled(Xt)
-        km = KMeans(self.n_clusters, n_init=int(self.kmeans_n_init), device=dev, random_state=seed).fit(
-            Z.cpu().numpy())
+        km = inner_kmeans(Z.cpu().numpy(), self.n_clusters, n_init=int(self.kmeans_n_init), device=dev,
+                          random_state=seed)
         self.head_ = head = StudentTHead(torch.from_numpy(km.cluster_centers_), alpha=float(self.alpha)).to(dev)
         self.timings_["kmeans"] = time.perf_counter() - t0
 

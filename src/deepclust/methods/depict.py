@@ -75,7 +75,7 @@ from deepclust.base import BaseClusterer
 from deepclust.device import resolve_device
 from deepclust.encoders import ConvAutoencoder, MLPAutoencoder
 from deepclust.encoders.cache import load_weights, save_weights, weights_path
-from deepclust.engines.kmeans import KMeans
+from deepclust.engines.kmeans import inner_kmeans
 from deepclust.engines.pic import PathIntegralClustering
 from deepclust.errors import DeepclustError
 from deepclust.heads import SoftmaxHead
@@ -281,7 +281,7 @@ class DEPICT(BaseClusterer):
             min_size = max(1, math.ceil(PIC_MIN_SHARE * n / self.n_clusters))
             start = PathIntegralClustering(self.n_clusters, min_cluster_size=min_size).fit(Z)
         else:
-            start = KMeans(self.n_clusters, n_init=int(self.kmeans_n_init), device=dev, random_state=seed).fit(Z)
+            start = inner_kmeans(Z, self.n_clusters, n_init=int(self.kmeans_n_init), device=dev, random_state=seed)
         head.init_from_centroids(torch.from_numpy(start.cluster_centers_))
         timings["init"] = time.perf_counter() - t0
 
