@@ -15,7 +15,7 @@ from sklearn.datasets import make_blobs
 from sklearn.exceptions import ConvergenceWarning
 
 from deepclust.cli import build_parser, main
-from deepclust.engines.kmeans import KMeans
+from deepclust.engines.kmeans import KMeans, MiniBatchKMeans
 from deepclust.methods.dec import DEC, IDEC
 from deepclust.methods.depict import DEPICT
 from deepclust.methods.n2d import N2D
@@ -70,6 +70,8 @@ def test_kmeans_at_max_iter_warns_and_says_not_converged() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         assert KMeans(4, device="cpu").fit(X).converged_ is True
+    with pytest.warns(ConvergenceWarning, match="MiniBatchKMeans stopped at max_iter = 1 passes"):
+        assert MiniBatchKMeans(4, batch_size=64, max_iter=1, tol=0, device="cpu").fit(X).converged_ is False
 
 
 def test_dec_at_max_iter_warns_with_the_share_of_moving_labels() -> None:
