@@ -20,18 +20,11 @@ from deepclust.methods.dec import DEC, IDEC
 from deepclust.methods.depict import DEPICT
 from deepclust.methods.n2d import N2D
 from deepclust.training import epochs_for_steps
+from test_run_report import assert_error
 
 
 def run_cli(*argv: str) -> int:
     return main(["--quiet", *argv])
-
-
-def assert_error(capsys, code: int, *fragments: str) -> None:
-    err = capsys.readouterr().err.strip()
-    assert code == 2, err
-    assert err.startswith("deepclust: error:") and len(err.splitlines()) == 1, err
-    for frag in fragments:
-        assert frag.lower() in err.lower(), err
 
 
 # ------------------------------------------------------------------------------------- defaults
