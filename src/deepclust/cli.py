@@ -108,9 +108,15 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     if enc.get("name") not in (None, "raw"):
         print(f"  encoder {enc['name']} ({enc.get('dim')}-d, {'from the cache' if enc.get('cached') else 'computed'} "
               f"in {summary['seconds']['features']:.2f}s)")
+    _print_clusters_found(summary)
     _print_scores(s)
     print(f"  results written to {out}/ (assignments.csv, metrics.json, model/)")
     return 0
+
+
+def _print_clusters_found(summary: dict) -> None:
+    """How many of the k clusters received samples (run_clustering warns when some stayed empty)."""
+    print(f"  {summary['n_clusters_found']} of {summary['n_clusters']} clusters non-empty")
 
 
 def _print_scores(s: dict) -> None:
@@ -199,6 +205,8 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from deepclust.run import encoder_help
+
     parser = _Parser(prog="deepclust", description="Deep clustering toolkit.")
     parser.add_argument("--version", action="version", version=f"deepclust {__version__}")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -214,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-cache", action="store_true",
                        help="recompute embeddings instead of reading the cache ($DEEPCLUST_CACHE)")
         p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                       help="a method hyper-parameter, e.g. --param target=dec (repeatable)")
+                       help="a method hyper-parameter, e.g. --param schedule=paper (repeatable)")
         p.add_argument("--data-dir", default=None, help="data folder (default: $DEEPCLUST_DATA or the user cache)")
         threads(p)
 
@@ -243,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
     p.add_argument("--k", "-k", default="auto", help="number of clusters, or 'auto' (default) to choose it without labels")
     p.add_argument("--method", default=None, help="see `deepclust methods` (default: chosen for the modality)")
-    p.add_argument("--encoder", default=None, help="raw, tfidf (texts) or standardized (tables; z-scored columns); default: chosen for the modality")
+    p.add_argument("--encoder", default=None, help=encoder_help())
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     p.add_argument("--overwrite", action="store_true", help="replace the contents of a non-empty --out")

@@ -68,6 +68,7 @@ class ClusteringResult:
             "encoder_info": self.encoder_info,
             "n_clusters": int(self.params.get("n_clusters") or found),
             "n_clusters_found": found,
+            "converged": getattr(self.model, "converged_", None),  # False: stopped at an iteration limit
             "warnings": self.warnings,
             "scores": self.scores,
             "seconds": self.seconds,

@@ -36,6 +36,19 @@ CPU_IMAGE_ENCODER_LIMIT = 10_000
 MIN_IMAGE_SIDE_FOR_PRETRAINED = 32
 
 
+#: what :func:`default_encoder` can choose, per modality (``deepclust run --help`` is built from it)
+DEFAULT_ENCODERS = {"text": ("minilm", "tfidf"), "image": ("efficientnet-lite0", "raw"), "table": ("standardized",),
+                    "array": ("raw",)}
+
+
+def encoder_help() -> str:
+    """The ``--encoder`` help of ``deepclust run``: the defaults per modality, from :data:`DEFAULT_ENCODERS`."""
+    per = "; ".join(f"{m}s: {' or '.join(names)}" for m, names in DEFAULT_ENCODERS.items())
+    return (f"default: chosen for the modality ({per}; the first where its extra is installed and it "
+            "helps: MiniLM for texts, EfficientNet-Lite0 for images of 32 px or more, up to 10,000 on a CPU). "
+            "Any encoder of `deepclust cluster --encoder`, or standardized (z-scored columns) for tables")
+
+
 def default_encoder(modality: str, n_samples: int = 0, device: str = "auto",
                     image_shape: tuple[int, ...] | None = None) -> tuple[str, str]:
     """The encoder ``deepclust run`` uses for a modality, and why (the one place to change defaults)."""
@@ -109,6 +122,15 @@ def parse_k(value: Any) -> int | None:
     return k
 
 
+def range_edge_note(k: int, lo: int, hi: int) -> str:
+    """A warning when the chosen k is an end of the searched range (then a bound, not an estimate)."""
+    if k not in (lo, hi):
+        return ""
+    side, more = ("lowest", f"fewer than {lo}") if k == lo else ("highest", f"more than {hi}")
+    return (f"k = {k} is the {side} value searched ({lo}…{hi}): the data may hold {more} clusters, so read it "
+            "as a bound, not an estimate; give --k to choose yourself")
+
+
 @interrupts_abort()  # Ctrl-C ends the run: nothing half-trained is written
 def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = None, encoder: str | None = None,
         seed: int = 0, device: str = "auto", overwrite: bool = False, data_dir: str | None = None,
@@ -176,12 +198,19 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         notes["k"] = (f"{n_clusters}, chosen without labels from k = {lo}…{hi} ({selection.rule}): "
                       + ", ".join(f"{c} → {v}" for c, v in selection.choices.items()))
         say(f"  k = {n_clusters} (auto: " + ", ".join(f"{c} {v}" for c, v in selection.choices.items()) + ")")
+        edge = range_edge_note(n_clusters, lo, hi)
+        if edge:
+            notes["k"] += f". {edge}"
+            say(f"  note: {edge}")
     else:
         notes["k"] = f"{n_clusters}, given by --k"
 
     result = run_clustering(fit_ds, meth, n_clusters, seed=seed, device=device, encoder=fit_enc, params=params,
                             features=features)
     result.dataset, result.encoder = ds, enc
+    # run_clustering got the data and features ready-made: record the times measured here
+    result.seconds.update({key: round(value, 4) for key, value in seconds.items()})
+    result.seconds["total"] = round(sum(v for key, v in result.seconds.items() if "." not in key and key != "total"), 4)
     t0 = time.perf_counter()
     data = collect_report_data(result, result.extra["features"], selection=selection, notes=notes,
                                timings={k_: round(v, 3) for k_, v in seconds.items()}, random_state=seed)

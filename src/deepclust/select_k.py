@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from deepclust.engines.kmeans import KMeans
+from deepclust.engines.kmeans import KMeans, inner_kmeans
 from deepclust.errors import DeepclustError
 from deepclust.progress import progress
 from deepclust.runtime import keep_torch_threads
@@ -93,7 +93,7 @@ class KSelection:
 
 # ---------------------------------------------------------------------------------- helpers
 def _kmeans(X: np.ndarray, k: int, seed: int, n_init: int = 1, device: Any = "cpu", max_iter: int = 100) -> KMeans:
-    return KMeans(k, n_init=n_init, random_state=seed, device=device, max_iter=max_iter).fit(X)
+    return inner_kmeans(X, k, n_init=n_init, random_state=seed, device=device, max_iter=max_iter)
 
 
 def _pca(X: np.ndarray, n_components: int, seed: int) -> np.ndarray:

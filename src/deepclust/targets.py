@@ -130,11 +130,11 @@ def kmeans_target(features: torch.Tensor, n_clusters: int, *, seed: int, n_init:
     """DeepCluster's target (Caron et al., ECCV 2018): hard k-means labels of the features, with
     empty clusters split (:func:`split_empty_clusters`). Returns (labels, centres) on the
     features' device."""
-    from deepclust.engines.kmeans import KMeans
+    from deepclust.engines.kmeans import inner_kmeans
 
     dev = features.device
-    km = KMeans(int(n_clusters), n_init=int(n_init), max_iter=int(max_iter), device=dev,
-                random_state=int(seed)).fit(features.detach().float().cpu().numpy())
+    km = inner_kmeans(features.detach().float().cpu().numpy(), int(n_clusters), n_init=int(n_init),
+                      max_iter=int(max_iter), device=dev, random_state=int(seed))
     labels = torch.from_numpy(km.labels_).to(dev)
     centers = torch.from_numpy(km.cluster_centers_).to(dev)
     gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from deepclust.progress import progress
 
@@ -133,6 +134,15 @@ def train_epochs(params: Iterable[torch.nn.Parameter] | torch.optim.Optimizer, l
     return history
 
 
+def epochs_for_steps(steps: int, n_samples: int, batch_size: int) -> int:
+    """Whole epochs that give at least ``steps`` mini-batch steps on ``n_samples`` (at least one
+    epoch when ``steps`` > 0): a schedule counted in gradient steps gives small data sets as many
+    updates as large ones, instead of a few batches an epoch."""
+    if steps <= 0:
+        return 0
+    return max(1, -(-int(steps) // max(1, -(-int(n_samples) // int(batch_size)))))
+
+
 def _index_batches(n_samples: int, batch_size: int, generator: torch.Generator,
                    device: torch.device) -> Iterator[torch.Tensor]:
     """Endless mini-batches of indices: each permutation of the samples cut into batches (the last
@@ -168,3 +178,12 @@ def balanced_indices(labels: torch.Tensor, n_draws: int, generator: torch.Genera
     cls = nonempty[torch.randint(int(nonempty.numel()), (int(n_draws),), generator=generator).to(dev)]
     offset = (torch.rand(int(n_draws), generator=generator).to(dev) * counts[cls]).long()
     return order[starts[cls] + torch.minimum(offset, counts[cls] - 1)]
+
+
+def warn_not_converged(method: str, limit: str, changed: float, tol: float, parameter: str) -> None:
+    """Warn (scikit-learn's ``ConvergenceWarning``) that ``method`` stopped at its ``limit`` while
+    more than ``tol`` of its labels still changed: the partition is usable but not settled."""
+    rule = f"its stopping rule is < {tol:.2%}" if tol > 0 else "tol = 0 never stops early"
+    warnings.warn(f"{method} stopped at its limit of {limit} with {changed:.2%} of labels still changing "
+                  f"({rule}): the clusters had not settled; raise {parameter} to train longer "
+                  "(metrics.json records converged: false)", ConvergenceWarning, stacklevel=4)

@@ -61,6 +61,9 @@ def run_one(method: str, dataset: str, seed: int, *, device: str = "auto", encod
         "k": s["n_clusters"],
         **{key: s["scores"].get(key) for key in ("acc", "nmi", "ari", "ami")},
         "scores": s["scores"],
+        "n_clusters_found": s["n_clusters_found"],
+        "converged": s["converged"],
+        "schedule": getattr(result.model, "schedule_", None),  # the lengths the fit used
         "seconds": s["seconds"],
         "peak_memory_mb": s["peak_memory_mb"],
         "device": s["device"],

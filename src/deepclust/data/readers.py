@@ -37,6 +37,9 @@ def read_path(path: str | Path, *, label_column: str | None = None, text_column:
     path = Path(path).expanduser()
     if not path.exists():
         raise DeepclustError(f"input {path} does not exist")
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix in ARRAY_SUFFIXES or suffix == ".txt":
+        refuse_columns(label_column, text_column, _WITHOUT_COLUMNS["folder" if path.is_dir() else suffix], path)
     if path.is_dir():
         return read_image_folder(path)
     suffix = _table_suffix(path)
@@ -57,6 +60,25 @@ def read_path(path: str | Path, *, label_column: str | None = None, text_column:
     known = sorted(ARRAY_SUFFIXES | TABLE_SUFFIXES | TEXT_SUFFIXES)
     raise DeepclustError(f"cannot read {path}: unknown file type {suffix or '(none)'}; "
                          f"expected a folder of images or one of {', '.join(known)}")
+
+
+#: inputs without named columns, and where their labels come from instead
+_WITHOUT_COLUMNS = {
+    "folder": "an image folder (labels come from its sub-folders, one per class)",
+    ".npy": "a .npy array (labels: save X and y together in a .npz)",
+    ".npz": "a .npz archive (labels come from its y/labels array)",
+    ".txt": "a .txt file of one document a line (for labels, use a .tsv/.csv with a header, e.g. text<TAB>label, "
+            "or .jsonl)",
+}
+
+
+def refuse_columns(label_column: str | None, text_column: str | None, what: str, source: Any) -> None:
+    """Column options name columns of tables and .jsonl; anywhere else they would be silently
+    ignored, so refuse them in one line that says where labels come from instead."""
+    given = [opt for opt, value in (("--label-column", label_column), ("--text-column", text_column)) if value]
+    if given:
+        raise DeepclustError(f"{' and '.join(given)} only apply to tables (.csv, .tsv, .parquet) and .jsonl files; "
+                             f"{source} is {what}")
 
 
 # ---------------------------------------------------------------------------------------------- arrays

@@ -19,7 +19,10 @@ import numpy as np
 from deepclust.encoders.base import Encoder, RawEncoder, data_modality
 from deepclust.encoders.cache import EmbeddingCache, cache_key, fingerprint_data
 from deepclust.errors import DeepclustError
+from deepclust.progress import progress
 
+#: samples per cached chunk of a long per-sample encoding (see :mod:`deepclust.encoders.cache`)
+EMBED_CHUNK = 2048
 #: the encoders known by name (local model paths are accepted too)
 ENCODER_NAMES = ("raw", "tfidf", "minilm", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2",
                  "pretext")
@@ -114,10 +117,30 @@ def encode_with_info(data: Any, name: str | Encoder = "raw", *, device: Any = "a
     Z = store.load(key)
     cached = Z is not None and Z.shape[0] == len(X)
     if not cached:
-        Z = enc.encode(X, device=dev, batch_size=batch_size)
-        store.save(key, Z, {"encoder": identity, "n": len(X)})
+        if enc.per_sample and len(X) > EMBED_CHUNK:
+            Z = _encode_in_chunks(enc, X, dev, batch_size, store, key)
+        else:
+            Z = enc.encode(X, device=dev, batch_size=batch_size)
+        if store.save(key, Z, {"encoder": identity, "n": len(X)}) is not None:
+            store.drop_chunks(key, EMBED_CHUNK)
     return Z, {"name": enc.name, "identity": identity, "cached": cached, "dim": int(Z.shape[1]),
                "seconds": round(time.perf_counter() - t0, 4), "cache_key": key}
+
+
+def _encode_in_chunks(enc: Encoder, X: Any, device: Any, batch_size: int | None, store: EmbeddingCache,
+                      key: str) -> np.ndarray:
+    """Encode ``X`` in chunks of ``EMBED_CHUNK`` samples, each cached as soon as it is done, so that
+    an interrupted run resumes where it stopped (with a progress line per few percent)."""
+    parts = []
+    for index, start in enumerate(progress(range(0, len(X), EMBED_CHUNK), desc=f"{enc.name} embedding",
+                                           unit="chunk")):
+        stop = min(len(X), start + EMBED_CHUNK)
+        Z = store.load_chunk(key, EMBED_CHUNK, index)
+        if Z is None or len(Z) != stop - start:
+            Z = enc.encode(X[start:stop], device=device, batch_size=batch_size)
+            store.save_chunk(key, EMBED_CHUNK, index, Z)
+        parts.append(Z)
+    return np.concatenate(parts)
 
 
 def encode(data: Any, name: str | Encoder = "raw", *, device: Any = "auto", batch_size: int | None = None,

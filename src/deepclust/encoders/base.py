@@ -44,6 +44,9 @@ class Encoder:
     modality: ClassVar[str] = "any"
     #: False where caching costs more than encoding (``raw``)
     cacheable: ClassVar[bool] = True
+    #: True where each sample's embedding depends on that sample alone (pretrained networks), so a
+    #: long encoding can be done, cached and resumed in chunks
+    per_sample: ClassVar[bool] = False
     default_batch_size: ClassVar[int] = 256
 
     def identity(self) -> dict[str, Any]:

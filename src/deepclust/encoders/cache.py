@@ -4,7 +4,10 @@ An entry is keyed by the encoder's identity (name, weight-file hash or package v
 settings that change its output) and a fingerprint of the data (a hash of the array's dtype,
 shape and bytes, or of the texts). Entries are ``<key>.npy`` plus ``<key>.json`` (what the key
 was made of, for people), written to a temporary file and renamed into place, so a crash or
-Ctrl-C never leaves a half-written entry that a later run would read.
+Ctrl-C never leaves a half-written entry that a later run would read. A long encoding by a
+per-sample encoder (a pretrained network) is also kept in chunks while it runs
+(``<key>.chunks-<size>/<i>.npy``, each written the same way): an interrupted or timed-out run
+resumes from the chunks already done, and they are removed once the whole entry is written.
 
 The folder is ``embeddings/`` in the cache root: ``$DEEPCLUST_CACHE`` when set, else the user
 cache (``$XDG_CACHE_HOME/deepclust`` or ``~/.cache/deepclust``); pretrained autoencoders go to
@@ -17,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -132,18 +136,35 @@ class EmbeddingCache:
         except (OSError, ValueError):
             return None
 
+    def _chunk_path(self, key: str, chunk_size: int, index: int) -> Path:
+        return self.root / f"{key}.chunks-{chunk_size}" / f"{index:06d}.npy"
+
+    def load_chunk(self, key: str, chunk_size: int, index: int) -> np.ndarray | None:
+        """Chunk ``index`` of an unfinished entry, or None when not done (or unreadable)."""
+        p = self._chunk_path(key, chunk_size, index)
+        try:
+            return np.load(p, allow_pickle=False) if p.is_file() else None
+        except (OSError, ValueError):
+            return None
+
+    def save_chunk(self, key: str, chunk_size: int, index: int, Z: np.ndarray) -> None:
+        """Keep one finished chunk (atomically; skipped when the cache cannot be written)."""
+        p = self._chunk_path(key, chunk_size, index)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            _write_npy(p, Z)
+        except OSError:
+            pass
+
+    def drop_chunks(self, key: str, chunk_size: int) -> None:
+        """Remove the chunks of an entry once it is complete."""
+        shutil.rmtree(self.root / f"{key}.chunks-{chunk_size}", ignore_errors=True)
+
     def save(self, key: str, Z: np.ndarray, info: dict[str, Any]) -> Path | None:
         """Write atomically; a cache that cannot be written (read-only, full disk) is skipped."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".npy.tmp", dir=self.root)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.save(fh, np.ascontiguousarray(Z), allow_pickle=False)
-                os.replace(tmp, self.path(key))
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
+            _write_npy(self.path(key), Z)
             meta = {**info, "shape": list(Z.shape), "dtype": str(Z.dtype), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
             fd, tmp = tempfile.mkstemp(prefix=f".{key}.", suffix=".json.tmp", dir=self.root)
             with os.fdopen(fd, "w") as fh:
@@ -152,3 +173,15 @@ class EmbeddingCache:
         except OSError:
             return None
         return self.path(key)
+
+
+def _write_npy(path: Path, Z: np.ndarray) -> None:
+    """``np.save`` to a temporary file beside ``path``, renamed into place (never half-written)."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy.tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.save(fh, np.ascontiguousarray(Z), allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

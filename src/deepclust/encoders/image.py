@@ -182,6 +182,7 @@ class TimmImageEncoder(Encoder):
     """
 
     modality = "image"
+    per_sample = True
     default_batch_size = 128
 
     def __init__(self, weights: str | os.PathLike, arch: str | None = None, *, name: str | None = None,

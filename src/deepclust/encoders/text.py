@@ -44,6 +44,7 @@ class SentenceTransformerEncoder(Encoder):
     """Mean-pooled, L2-normalised sentence embeddings from a local sentence-transformers folder."""
 
     modality = "text"
+    per_sample = True
 
     def __init__(self, path: str | os.PathLike | None = None, *, name: str | None = None,
                  normalize: bool = True, max_seq_length: int | None = None) -> None:

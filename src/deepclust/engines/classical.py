@@ -16,10 +16,12 @@ Images (N, C, H, W) are flattened to vectors.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from deepclust.base import BaseClusterer
 from deepclust.errors import DeepclustError
@@ -312,7 +314,7 @@ class KMedoids(BaseClusterer):
     """
 
     _saved_arrays = ("labels_", "medoid_indices_", "cluster_centers_")
-    _saved_values = ("inertia_", "n_iter_", "timings_")
+    _saved_values = ("inertia_", "n_iter_", "converged_", "timings_")
 
     def __init__(self, n_clusters: int = 8, *, metric: str = "euclidean", init: str = "build", max_iter: int = 300,
                  max_samples: int | None = 10_000, device: Any = "auto", random_state: Any = 0):
@@ -355,6 +357,10 @@ class KMedoids(BaseClusterer):
         medoids = np.asarray(res.medoids, dtype=np.int64)
         self.inertia_ = float(res.loss)
         self.n_iter_ = int(res.n_iter)
+        self.converged_ = self.n_iter_ < int(self.max_iter)
+        if not self.converged_:
+            warnings.warn(f"KMedoids stopped at max_iter = {self.max_iter} swap passes while medoids still changed; "
+                          "raise max_iter (metrics.json records converged: false)", ConvergenceWarning, stacklevel=3)
         if sub is None:
             self.medoid_indices_ = medoids
             labels = np.asarray(res.labels, dtype=np.int64)

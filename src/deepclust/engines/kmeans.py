@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.exceptions import ConvergenceWarning
 
 from deepclust.base import BaseClusterer
 from deepclust.device import resolve_device
@@ -339,6 +340,7 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
     inertia_ : sum of squared Euclidean distances of the samples to their centre (as scikit-learn;
         with ``metric="cosine"`` measured between unit vectors, i.e. ``2 Σ (1 - cos)``).
     n_iter_ : Lloyd iterations run by the kept run.
+    converged_ : whether that run settled before ``max_iter`` (if not, fit warns).
     temperature_ : scale of :meth:`predict_proba` (``inertia_ / n_samples``). :meth:`transform`
         gives the distances to the centres (Euclidean, or ``1 - cos`` with ``metric="cosine"``).
     timings_ : seconds per phase: ``to_device``, ``init``, ``iterations``, ``labels`` (summed
@@ -349,7 +351,7 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
     """
 
     _saved_arrays = ("cluster_centers_", "labels_")
-    _saved_values = ("inertia_", "n_iter_", "temperature_", "timings_")
+    _saved_values = ("inertia_", "n_iter_", "converged_", "temperature_", "timings_")
 
     def __init__(self, n_clusters: int = 8, *, init: Any = "k-means++", n_init: int = 1, max_iter: int = 300,
                  tol: float = 1e-4, metric: str = "euclidean", batch_size: int | None = None,
@@ -425,7 +427,7 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
             timings["init"] += time.perf_counter() - t0
 
             t0 = time.perf_counter()
-            C, n_iter = self._lloyd(Xt, x_sq, C, chunk, tol_abs)
+            C, n_iter, converged = self._lloyd(Xt, x_sq, C, chunk, tol_abs)
             _sync(dev)
             timings["iterations"] += time.perf_counter() - t0
 
@@ -437,15 +439,20 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
             if self.verbose and n_init > 1:
                 print(f"KMeans run {run + 1}/{n_init}: inertia {inertia:.6g} after {n_iter} iterations")
             if best is None or inertia < best[0]:
-                best = (inertia, C, labels, n_iter)
+                best = (inertia, C, labels, n_iter, converged)
 
-        inertia, C, labels, n_iter = best
+        inertia, C, labels, n_iter, converged = best
         self.cluster_centers_ = C.cpu().numpy()
         self.labels_ = labels.cpu().numpy()
         self.inertia_ = inertia
         self.n_iter_ = int(n_iter)
+        self.converged_ = bool(converged)
         self.temperature_ = inertia / n
         self.timings_ = timings
+        if not converged:
+            warnings.warn(f"KMeans stopped at max_iter = {self.max_iter} Lloyd iterations before the centres "
+                          f"settled (shift above tol = {self.tol}): the partition is usable but not converged; "
+                          "raise max_iter", ConvergenceWarning, stacklevel=3)
 
     def _init_centers(self, Xt: torch.Tensor, k: int, seed: int, dev: torch.device) -> torch.Tensor:
         n = Xt.shape[0]
@@ -464,7 +471,9 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
 
     @torch.no_grad()
     def _lloyd(self, Xt: torch.Tensor, x_sq: torch.Tensor, C: torch.Tensor, chunk: int,
-               tol_abs: float) -> tuple[torch.Tensor, int]:
+               tol_abs: float) -> tuple[torch.Tensor, int, bool]:
+        """Lloyd iterations from centres ``C``: the centres, the iterations run and whether they
+        converged (labels unchanged or centre shift <= ``tol_abs``) before ``max_iter``."""
         n, d = Xt.shape
         k = C.shape[0]
         dev = Xt.device
@@ -483,7 +492,7 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
                 inertia = float((min_dist + x_sq).clamp_(min=0).sum(dtype=torch.float64))
                 print(f"KMeans iteration {n_iter}: inertia {inertia:.6g}")
             if bool(torch.equal(labels, prev)):
-                break  # strict convergence: centres would not move
+                return C, n_iter, True  # strict convergence: centres would not move
             empty = counts == 0
             if bool(empty.any()):
                 self._relocate_empty(Xt, x_sq, labels, min_dist, sums, counts, empty)
@@ -495,8 +504,8 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
             C = new_C
             labels, prev = prev, labels
             if shift <= tol_abs:
-                break
-        return C, n_iter
+                return C, n_iter, True
+        return C, n_iter, False
 
     @staticmethod
     def _relocate_empty(Xt, x_sq, labels, min_dist, sums, counts, empty) -> None:
@@ -511,6 +520,15 @@ class KMeans(_KMeansPredictMixin, BaseClusterer):
         sums[empty_ids] = pts
         counts[empty_ids] = 1.0
         labels[far] = empty_ids
+
+
+def inner_kmeans(X: np.ndarray, n_clusters: int, **params: Any) -> KMeans:
+    """A k-means fitted inside another method (an initialisation, pseudo-labels, a score for a
+    candidate k), without the convergence warning: the user cannot act on it through that
+    method's parameters, and the method's own stopping rule is what its result reports."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return KMeans(n_clusters, **params).fit(X)
 
 
 # ---------------------------------------------------------------------------------- MiniBatchKMeans
@@ -553,13 +571,14 @@ class MiniBatchKMeans(_KMeansPredictMixin, BaseClusterer):
     metric, device, random_state, verbose : as :class:`KMeans`.
 
     Attributes: ``cluster_centers_``, ``counts_``, ``labels_``, ``inertia_``, ``n_iter_`` (passes),
+    ``converged_`` (the shift fell to ``tol`` before ``max_iter``; if not, fit warns),
     ``n_steps_`` (mini-batches), ``temperature_`` (scale of ``predict_proba``, as :class:`KMeans`;
     a running mean over the batches when ``compute_labels=False``), ``timings_``. After
     ``partial_fit``, ``labels_`` and ``inertia_`` describe the last chunk given.
     """
 
     _saved_arrays = ("cluster_centers_", "counts_", "labels_")
-    _saved_values = ("inertia_", "n_iter_", "n_steps_", "temperature_", "timings_", "tol_abs_")
+    _saved_values = ("inertia_", "n_iter_", "converged_", "n_steps_", "temperature_", "timings_", "tol_abs_")
 
     def __init__(self, n_clusters: int = 8, *, batch_size: int = 4096, max_iter: int = 100, tol: float = 1e-4,
                  init: Any = "k-means++", init_size: int | None = None, reassignment_ratio: float = 0.01,
@@ -618,7 +637,7 @@ class MiniBatchKMeans(_KMeansPredictMixin, BaseClusterer):
         mapped = _is_memory_mapped(X)
         d = int(np.prod(X.shape[1:]))
         block = max(bs, min(16 * bs, _BLOCK_BYTES // (4 * d) // bs * bs))
-        self.n_iter_ = 0
+        self.n_iter_, self.converged_ = 0, False
         for p in range(int(self.max_iter)):
             start_C = self._C.clone()
             if mapped:  # read blocks of consecutive rows in random order, shuffle within a block
@@ -636,8 +655,13 @@ class MiniBatchKMeans(_KMeansPredictMixin, BaseClusterer):
             if self.verbose:
                 print(f"MiniBatchKMeans pass {p + 1}: centre shift {shift:.6g}")
             if shift <= self.tol_abs_:
+                self.converged_ = True
                 break
         _sync(dev)
+        if not self.converged_:
+            warnings.warn(f"MiniBatchKMeans stopped at max_iter = {self.max_iter} passes before the centres settled "
+                          f"(shift above tol = {self.tol}); raise max_iter (metrics.json records converged: false)",
+                          ConvergenceWarning, stacklevel=3)
         self.timings_["iterations"] = time.perf_counter() - t0
         self._publish()
         if self.compute_labels:

@@ -33,19 +33,22 @@ class AEKMeans(AutoencoderClusterer):
     embedding_dim : size of the embedding (None: 10, as DEC's autoencoder).
     hidden_dims : widths of the fully connected encoder (500, 500, 2000).
     pretrain : ``"end-to-end"`` or ``"layerwise"`` (greedy denoising, then fine-tuning).
+    schedule : ``"budget"`` (default: 1,110 pretraining steps) or ``"paper"`` (200 epochs, as IDEC's
+        released code); see :mod:`deepclust.methods._autoencoder`.
     pretrain_epochs, layerwise_epochs, layerwise_dropout, pretrain_lr, batch_size : pretraining
-        schedule (Adam; 200 epochs at lr 1e-3, batch 256, as IDEC's released code).
+        (Adam, lr 1e-3, batch 256; ``pretrain_epochs`` None: from ``schedule``).
     kmeans_n_init : k-means restarts on the embedding (20, as DEC).
     cache_dir : folder for pretrained autoencoders (None: ``$DEEPCLUST_CACHE`` or no cache).
     mixed_precision, device, random_state : as every deep method.
     """
 
     _saved_arrays = ("labels_", "scale_shift_", "scale_", "cluster_centers_")
-    _saved_values = ("history_", "timings_", "architecture_", "scaling_", "interrupted_")
+    _saved_values = ("history_", "timings_", "architecture_", "scaling_", "interrupted_", "schedule_", "converged_")
 
     def __init__(self, n_clusters: int = 10, *, architecture: str = "auto", scaling: str = "auto", embedding_dim: int | None = 10,
                  hidden_dims: Sequence[int] = (500, 500, 2000), pretrain: str = "end-to-end",
-                 pretrain_epochs: int = 200, layerwise_epochs: int = 50, layerwise_dropout: float = 0.2,
+                 schedule: str = "budget", pretrain_epochs: int | None = None, layerwise_epochs: int = 50,
+                 layerwise_dropout: float = 0.2,
                  pretrain_lr: float = 1e-3, batch_size: int = 256, kmeans_n_init: int = 20,
                  cache_dir: str | None = None, mixed_precision: bool | str = True, device: Any = "auto",
                  random_state: int | None = 0):
@@ -55,6 +58,7 @@ class AEKMeans(AutoencoderClusterer):
         self.embedding_dim = embedding_dim
         self.hidden_dims = hidden_dims
         self.pretrain = pretrain
+        self.schedule = schedule
         self.pretrain_epochs = pretrain_epochs
         self.layerwise_epochs = layerwise_epochs
         self.layerwise_dropout = layerwise_dropout
@@ -73,6 +77,7 @@ class AEKMeans(AutoencoderClusterer):
         km = KMeans(self.n_clusters, n_init=int(self.kmeans_n_init), device=dev, random_state=seed).fit(Z)
         self.cluster_centers_ = km.cluster_centers_
         self.labels_ = km.labels_
+        self.converged_ = km.converged_  # its k-means is the final clustering (it warns if not)
         self.timings_["kmeans"] = time.perf_counter() - t0
         mark_interrupted(self, self.interrupted_)
 

@@ -40,22 +40,24 @@ class N2D(AutoencoderClusterer):
     umap_dim : UMAP output dimension (None: n_clusters).
     n_neighbors, min_dist, umap_metric : UMAP settings (20, 0.0, "euclidean").
     covariance_type : of the Gaussian mixture ("full").
-    architecture, scaling, embedding_dim (None: n_clusters), hidden_dims, pretrain, pretrain_epochs
-    (1000 in the paper), layerwise_epochs, layerwise_dropout, pretrain_lr, batch_size,
+    architecture, scaling, embedding_dim (None: n_clusters), hidden_dims, pretrain, schedule
+    (``"paper"``: 1,000 pretraining epochs), pretrain_epochs, layerwise_epochs, layerwise_dropout, pretrain_lr, batch_size,
     cache_dir : the autoencoder and its pretraining (see :mod:`deepclust.methods._autoencoder`).
     mixed_precision, device, random_state : as every deep method.
     """
 
     _saved_arrays = ("labels_", "scale_shift_", "scale_", "train_embedding_", "train_umap_",
                      *(f"gmm_{name}" for name in GMM_ARRAYS))
-    _saved_values = ("history_", "timings_", "architecture_", "scaling_", "interrupted_")
+    _saved_values = ("history_", "timings_", "architecture_", "scaling_", "interrupted_", "schedule_")
+    _paper_pretrain_epochs = 1000
 
     def __init__(self, n_clusters: int = 10, *, umap_dim: int | None = None, n_neighbors: int = 20,
                  min_dist: float = 0.0, umap_metric: str = "euclidean", covariance_type: str = "full",
                  architecture: str = "mlp", scaling: str = "auto",
                  embedding_dim: int | None = None,
                  hidden_dims: Sequence[int] = (500, 500, 2000), pretrain: str = "end-to-end",
-                 pretrain_epochs: int = 1000, layerwise_epochs: int = 50, layerwise_dropout: float = 0.2,
+                 schedule: str = "budget", pretrain_epochs: int | None = None, layerwise_epochs: int = 50,
+                 layerwise_dropout: float = 0.2,
                  pretrain_lr: float = 1e-3, batch_size: int = 256, cache_dir: str | None = None,
                  mixed_precision: bool | str = True, device: Any = "auto", random_state: int | None = 0):
         self.n_clusters = n_clusters
@@ -69,6 +71,7 @@ class N2D(AutoencoderClusterer):
         self.embedding_dim = embedding_dim
         self.hidden_dims = hidden_dims
         self.pretrain = pretrain
+        self.schedule = schedule
         self.pretrain_epochs = pretrain_epochs
         self.layerwise_epochs = layerwise_epochs
         self.layerwise_dropout = layerwise_dropout

@@ -263,8 +263,12 @@ class SCAN(SelfLabelClusterer):
                                    desc="SCAN self-labelling")
             timings["selflabel"] = time.perf_counter() - t0
             if sl_hist and max(r["confident"] for r in sl_hist) == 0:
-                warnings.warn(f"SCAN: no prediction exceeded the threshold {self.threshold}, so self-labelling "
-                              "changed nothing; train the SCAN step longer", RuntimeWarning, stacklevel=3)
+                warnings.warn(f"SCAN: no prediction reached the self-labelling threshold {self.threshold}, so "
+                              "self-labelling had no sample to learn from: the clusters are those of the SCAN "
+                              "step alone, without the refinement self-labelling usually adds. The heads are not "
+                              "confident (a short SCAN step, or groups that overlap); a lower threshold (e.g. "
+                              "--param threshold=0.9) or more SCAN epochs lets it work", RuntimeWarning,
+                              stacklevel=3)
         self.backbone_ = backbone.eval().requires_grad_(True)
         head.eval()
         self.labels_ = batched(lambda xb: head(backbone(xb)), x).argmax(1).cpu().numpy()
