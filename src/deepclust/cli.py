@@ -15,9 +15,12 @@ and leaves nothing half-written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from deepclust import __version__
@@ -50,15 +53,17 @@ def _seeds(text: str) -> list[int]:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from deepclust.pipeline import prepare_out_dir, run_clustering, write_outputs
+    from deepclust.output import reserve_out_dir
+    from deepclust.pipeline import run_clustering, write_outputs
 
-    prepare_out_dir(args.out, args.overwrite)  # refuse early, before any work
     read_kwargs = {k: v for k, v in (("label_column", args.label_column), ("text_column", args.text_column)) if v}
-    result = run_clustering(args.input, args.method, args.n_clusters, seed=args.seed, device=args.device,
-                            encoder=args.encoder, params=_parse_params(args.param), data_dir=args.data_dir,
-                            read_kwargs=read_kwargs, encoder_params=_parse_params(args.encoder_param),
-                            cache=not args.no_cache)
-    out = write_outputs(result, args.out, overwrite=args.overwrite)
+    inputs = (args.input, args.data_dir)
+    with reserve_out_dir(args.out, args.overwrite, inputs) as out:  # checked and locked before any work
+        result = run_clustering(args.input, args.method, args.n_clusters, seed=args.seed, device=args.device,
+                                encoder=args.encoder, params=_parse_params(args.param), data_dir=args.data_dir,
+                                read_kwargs=read_kwargs, encoder_params=_parse_params(args.encoder_param),
+                                cache=not args.no_cache)
+        out = write_outputs(result, out, overwrite=args.overwrite, inputs=inputs)
     summary = result.summary()
     if args.json:
         print(json.dumps({**summary, "out": str(out)}, indent=2))
@@ -154,6 +159,23 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (``kill``, a job scheduler's stop) like Ctrl-C, so that the same clean-up runs:
+    the hidden folder of a half-written run is removed and a run it was replacing stays in place."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="deepclust", description="Deep clustering toolkit.")
     parser.add_argument("--version", action="version", version=f"deepclust {__version__}")
@@ -236,7 +258,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     set_quiet(args.quiet)
     try:
-        return args.func(args)
+        with _sigterm_as_interrupt():
+            return args.func(args)
     except DeepclustError as exc:
         print(f"deepclust: error: {exc}", file=sys.stderr)
         return 2

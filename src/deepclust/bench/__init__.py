@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import multiprocessing as mp
+import os
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -25,6 +26,8 @@ from deepclust.errors import DeepclustError
 from deepclust.methods import get_method_info
 
 SCORE_KEYS = ("acc", "nmi", "ari")
+#: keys every benchmark record has (what ``deepclust bench --out`` checks before appending to a file)
+RECORD_KEYS = frozenset({"method", "dataset", "seed", "seconds", "versions"})
 
 
 def run_one(method: str, dataset: str, seed: int, *, device: str = "auto", encoder: str = "raw",
@@ -80,6 +83,7 @@ def run_benchmark(methods: Sequence[str], datasets: Sequence[str], seeds: Sequen
         if d not in BUILTIN_DATASETS and not Path(d).exists():
             load_input(d, data_dir=data_dir)  # raises the data layer's own clear error
     out = Path(out)
+    check_records_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     records = []
     jobs = [(m, d, s) for d in datasets for m in methods for s in seeds]
@@ -92,13 +96,44 @@ def run_benchmark(methods: Sequence[str], datasets: Sequence[str], seeds: Sequen
                 rec = pool.submit(run_one, m, d, s, **kwargs).result()
         else:
             rec = run_one(m, d, s, **kwargs)
-        with open(out, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
+        with open(out, "ab+") as fh:  # one record a line, even after a last line that lacks its newline
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, end - 1))
+            newline = b"" if end == 0 or fh.read(1) == b"\n" else b"\n"
+            fh.write(newline + (json.dumps(rec) + "\n").encode("utf-8"))
         records.append(rec)
         echo(f"[{i}/{len(jobs)}] {rec['label']} on {d} seed {s}: "
              + " ".join(f"{k}={rec[k]:.4f}" for k in SCORE_KEYS if rec.get(k) is not None)
              + f" in {rec['seconds']['fit']:.1f}s")
     return records
+
+
+def check_records_file(out: Path) -> None:
+    """Refuse to append to ``out`` unless it is new, empty, or a deepclust benchmark JSONL (every
+    line a record with :data:`RECORD_KEYS`), so that no other file of the user's is ever changed."""
+    from deepclust.output import check_writable
+
+    if out.is_dir():
+        raise DeepclustError(f"--out {out} is a folder; give a .jsonl file to append records to")
+    if not out.exists():
+        check_writable(out)
+        return
+    problem = None
+    try:
+        with open(out, encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, 1):
+                if line.strip():
+                    record = json.loads(line)
+                    if not isinstance(record, dict) or not RECORD_KEYS <= record.keys():
+                        problem = f"line {line_no} is not a deepclust benchmark record"
+                        break
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problem = f"line {line_no} is not JSON" if isinstance(exc, json.JSONDecodeError) else "it is not a text file"
+    if problem:
+        raise DeepclustError(f"--out {out} is not a deepclust benchmark file ({problem}), so records will not be "
+                             "appended to it; choose a new .jsonl file")
+    if not os.access(out, os.W_OK):
+        raise DeepclustError(f"--out {out} cannot be written: no permission")
 
 
 def read_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
