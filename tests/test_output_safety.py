@@ -282,7 +282,7 @@ def test_read_only_parent_is_refused_before_the_fit(tmp_path, capsys, no_fit) ->
         code = run_cli("cluster", "digits", "-k", "3", "--out", str(parent / "run"))
     finally:
         parent.chmod(0o755)
-    assert_refused(capsys, code, f"--out {str(parent / 'run')!r}", "no permission")
+    assert_refused(capsys, code, f"--out {str(parent / 'run')!r}", "is not writable")
 
 
 # ---------------------------------------------------------------- the umask

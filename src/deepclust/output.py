@@ -102,7 +102,7 @@ def check_writable(out: Path) -> None:
     try:
         os.rmdir(tempfile.mkdtemp(prefix=".deepclust-probe.", dir=parent))
     except OSError as exc:
-        raise DeepclustError(f"--out {str(out)!r} cannot be written: no permission to write in {parent} "
+        raise DeepclustError(f"--out {str(out)!r} cannot be written: {parent} is not writable "
                              f"({exc.strerror})") from None
 
 
