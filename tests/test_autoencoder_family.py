@@ -53,6 +53,16 @@ def test_each_method_separates_blobs(fitted, blobs, name) -> None:
     assert model.transform(X).shape == (len(X), 5)
 
 
+def test_fit_and_predict_leave_the_callers_array_unchanged(fitted, blobs) -> None:
+    """On the CPU torch.from_numpy shares memory: scaling in place used to rewrite the user's X."""
+    X = blobs[0][:100].copy()
+    before = X.copy()
+    AEKMeans(4, embedding_dim=2, hidden_dims=(8,), pretrain_epochs=1, device="cpu").fit(X)
+    fitted["dec"].predict(X)
+    fitted["dec"].transform(X)
+    assert np.array_equal(X, before)
+
+
 def test_pretrained_autoencoder_is_shared_through_the_cache(fitted) -> None:
     files = list((fitted["cache"] / "autoencoders").glob("*.safetensors"))
     assert len(files) == 1  # same data, network, schedule and seed: pretrained once

@@ -51,8 +51,13 @@ def test_cluster_refuses_non_empty_out_unless_overwrite(tmp_path: Path, capsys) 
     code = run_cli("cluster", "digits", "--n-clusters", "3", "--out", str(out))
     assert_error(capsys, code, "not empty", "--overwrite")
     assert keep.read_text() == "mine"
-    assert run_cli("cluster", "digits", "--n-clusters", "3", "--out", str(out), "--overwrite") == 0
-    assert (out / "metrics.json").is_file()
+    code = run_cli("cluster", "digits", "--n-clusters", "3", "--out", str(out), "--overwrite")
+    assert_error(capsys, code, "not written by deepclust")  # --overwrite replaces only deepclust's own runs
+    assert keep.read_text() == "mine"
+    keep.unlink()
+    assert run_cli("cluster", "digits", "--n-clusters", "3", "--out", str(out)) == 0  # an empty folder is fine
+    assert run_cli("cluster", "digits", "--n-clusters", "4", "--out", str(out), "--overwrite") == 0
+    assert json.loads((out / "metrics.json").read_text())["n_clusters"] == 4
 
 
 def test_cluster_json_summary(tmp_path: Path, capsys) -> None:

@@ -15,10 +15,13 @@ and leaves nothing half-written.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from deepclust import __version__
@@ -85,17 +88,19 @@ def _seeds(text: str) -> list[int]:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from deepclust.pipeline import prepare_out_dir, run_clustering, write_outputs
+    from deepclust.output import reserve_out_dir
+    from deepclust.pipeline import run_clustering, write_outputs
     from deepclust.runtime import set_threads
 
     set_threads(args.threads)
-    prepare_out_dir(args.out, args.overwrite)  # refuse early, before any work
     read_kwargs = {k: v for k, v in (("label_column", args.label_column), ("text_column", args.text_column)) if v}
-    result = run_clustering(args.input, args.method, args.n_clusters, seed=args.seed, device=args.device,
-                            encoder=args.encoder, params=_parse_params(args.param), data_dir=args.data_dir,
-                            read_kwargs=read_kwargs, encoder_params=_parse_params(args.encoder_param),
-                            cache=not args.no_cache)
-    out = write_outputs(result, args.out, overwrite=args.overwrite)
+    inputs = (args.input, args.data_dir)
+    with reserve_out_dir(args.out, args.overwrite, inputs) as out:  # checked and locked before any work
+        result = run_clustering(args.input, args.method, args.n_clusters, seed=args.seed, device=args.device,
+                                encoder=args.encoder, params=_parse_params(args.param), data_dir=args.data_dir,
+                                read_kwargs=read_kwargs, encoder_params=_parse_params(args.encoder_param),
+                                cache=not args.no_cache)
+        out = write_outputs(result, out, overwrite=args.overwrite, inputs=inputs)
     summary = result.summary()
     if args.json:
         print(json.dumps({**summary, "out": str(out)}, indent=2))
@@ -204,6 +209,23 @@ def cmd_table(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Treat SIGTERM (``kill``, a job scheduler's stop) like Ctrl-C, so that the same clean-up runs:
+    the hidden folder of a half-written run is removed and a run it was replacing stays in place."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is not threading.main_thread():  # signal handlers live in the main thread
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from deepclust.run import encoder_help
 
@@ -299,7 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     set_quiet(args.quiet)
     try:
-        with warnings.catch_warnings():
+        with _sigterm_as_interrupt(), warnings.catch_warnings():
             warnings.showwarning = _show_warning
             return args.func(args)
     except DeepclustError as exc:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import tempfile
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from deepclust.device import resolve_device
 from deepclust.encoders.api import ENCODER_NAMES, encode_with_info
 from deepclust.errors import DeepclustError
 from deepclust.methods import get_method_info, make_method
+from deepclust.output import check_out_dir, write_run_dir
 from deepclust.runtime import describe_device, json_safe, peak_memory_mb, seed_everything, thread_info, versions
 from deepclust.training import interrupts_abort
 from deepclust.validation import check_n_clusters, check_not_constant, check_seed
@@ -170,45 +170,31 @@ def run_clustering(
     )
 
 
-def prepare_out_dir(out: str | Path, overwrite: bool) -> Path:
-    """Check that ``out`` may be written; refuse a non-empty folder unless ``overwrite``."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise DeepclustError(f"--out {out} exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise DeepclustError(f"--out {out} is not empty; choose another folder or pass --overwrite")
-    return out
+def prepare_out_dir(out: str | Path, overwrite: bool, inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Check that ``out`` may be written (see :func:`deepclust.output.check_out_dir`)."""
+    return check_out_dir(out, overwrite, inputs)
 
 
 def write_outputs(result: ClusteringResult, out: str | Path, *, overwrite: bool = False,
-                  extra_files: dict[str, str | bytes] | None = None) -> Path:
+                  extra_files: dict[str, str | bytes] | None = None,
+                  inputs: Iterable[str | Path | None] = ()) -> Path:
     """Write assignments.csv, metrics.json, model/ and ``extra_files`` (name → text or bytes, e.g.
-    the report) into ``out`` atomically.
+    the report) into the run folder ``out`` atomically (:func:`deepclust.output.write_run_dir`):
+    an error or Ctrl-C leaves nothing half-written and an existing run untouched."""
 
-    Files are written to a temporary sibling folder first and moved into place at the end, so an
-    error or Ctrl-C leaves nothing half-written and an existing folder untouched.
-    """
-    out = prepare_out_dir(out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        with open(tmp / "assignments.csv", "w", newline="") as fh:
+    def fill(folder: Path) -> None:
+        with open(folder / "assignments.csv", "w", newline="") as fh:
             writer = csv.writer(fh)
             writer.writerow(["index", "cluster", "confidence"])
             writer.writerows(zip(range(len(result.labels)), result.labels.tolist(),
                                  np.round(result.confidence, 6).tolist()))
-        (tmp / "metrics.json").write_text(json.dumps(result.summary(), indent=2, allow_nan=False))
-        result.model.save(tmp / "model")
+        (folder / "metrics.json").write_text(json.dumps(result.summary(), indent=2, allow_nan=False))
+        result.model.save(folder / "model")
         for name, content in (extra_files or {}).items():
-            target = tmp / name
+            target = folder / name
             if isinstance(content, bytes):
                 target.write_bytes(content)
             else:
                 target.write_text(content, encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+
+    return write_run_dir(out, fill, overwrite=overwrite, inputs=inputs)

@@ -17,6 +17,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deepclust.errors import DeepclustError
+from deepclust.output import holding_out_lock
 from deepclust.training import interrupts_abort
 from deepclust.validation import check_seed
 
@@ -131,6 +132,7 @@ def range_edge_note(k: int, lo: int, hi: int) -> str:
             "as a bound, not an estimate; give --k to choose yourself")
 
 
+@holding_out_lock  # from before the work until the files are written: a second run to `out` fails at once
 @interrupts_abort()  # Ctrl-C ends the run: nothing half-trained is written
 def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = None, encoder: str | None = None,
         seed: int = 0, device: str = "auto", overwrite: bool = False, data_dir: str | None = None,
@@ -146,7 +148,8 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
 
     say = echo or (lambda msg: None)
     check_seed(seed)
-    out = prepare_out_dir(out, overwrite)  # refuse early, before any work
+    inputs = (None if isinstance(input, Dataset) else input, data_dir)
+    out = prepare_out_dir(out, overwrite, inputs)  # refuse early, before any work
     n_clusters = parse_k(k)
     if method is not None:
         get_method_info(method)
@@ -216,6 +219,6 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
                                timings={k_: round(v, 3) for k_, v in seconds.items()}, random_state=seed)
     html = render_html(data)
     seconds["report"] = time.perf_counter() - t0
-    write_outputs(result, out, overwrite=overwrite,
+    write_outputs(result, out, overwrite=overwrite, inputs=inputs,
                   extra_files={"report_data.json": json.dumps(data), "report.html": html})
     return RunOutput(result, Path(out), selection, notes, {k_: round(v, 4) for k_, v in seconds.items()})

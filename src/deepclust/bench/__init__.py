@@ -30,6 +30,8 @@ from deepclust.runtime import machine_load
 
 SCORE_KEYS = ("acc", "nmi", "ari")
 RECORD_KEYS = ("method", "dataset", "seed", "seconds")  # what the table needs of every record
+#: keys every record `deepclust bench` writes has (checked before appending to an existing file)
+BENCH_RECORD_KEYS = frozenset({*RECORD_KEYS, "versions"})
 WORKER_GRACE_S = 5.0  # after Ctrl-C, how long a worker may take to stop before it is killed
 
 
@@ -105,6 +107,7 @@ def run_benchmark(methods: Sequence[str], datasets: Sequence[str], seeds: Sequen
         if d not in BUILTIN_DATASETS and not Path(d).exists():
             load_input(d, data_dir=data_dir)  # raises the data layer's own clear error
     out = Path(out)
+    check_records_file(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     records = []
     jobs = [(m, d, s) for d in datasets for m in methods for s in seeds]
@@ -113,8 +116,11 @@ def run_benchmark(methods: Sequence[str], datasets: Sequence[str], seeds: Sequen
         kwargs = dict(device=device, encoder=encoder, params=params, data_dir=data_dir,
                       encoder_params=encoder_params, cache=cache, threads=threads)
         rec = _run_isolated(ctx, m, d, s, kwargs) if isolate else run_one(m, d, s, **kwargs)
-        with open(out, "a") as fh:
-            fh.write(json.dumps(rec, allow_nan=False) + "\n")
+        with open(out, "ab+") as fh:  # one record a line, even after a last line that lacks its newline
+            end = fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, end - 1))
+            newline = b"" if end == 0 or fh.read(1) == b"\n" else b"\n"
+            fh.write(newline + (json.dumps(rec, allow_nan=False) + "\n").encode("utf-8"))
         records.append(rec)
         echo(f"[{i}/{len(jobs)}] {rec['label']} on {d} seed {s}: "
              + " ".join(f"{k}={rec[k]:.4f}" for k in SCORE_KEYS if rec.get(k) is not None)
@@ -144,6 +150,34 @@ def _run_isolated(ctx: Any, method: str, dataset: str, seed: int, kwargs: dict[s
         raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def check_records_file(out: Path) -> None:
+    """Refuse to append to ``out`` unless it is new, empty, or a deepclust benchmark JSONL (every
+    line a record with :data:`RECORD_KEYS`), so that no other file of the user's is ever changed."""
+    from deepclust.output import check_writable
+
+    if out.is_dir():
+        raise DeepclustError(f"--out {out} is a folder; give a .jsonl file to append records to")
+    if not out.exists():
+        check_writable(out)
+        return
+    problem = None
+    try:
+        with open(out, encoding="utf-8") as fh:
+            for line_no, line in enumerate(fh, 1):
+                if line.strip():
+                    record = json.loads(line)
+                    if not isinstance(record, dict) or not BENCH_RECORD_KEYS <= record.keys():
+                        problem = f"line {line_no} is not a deepclust benchmark record"
+                        break
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        problem = f"line {line_no} is not JSON" if isinstance(exc, json.JSONDecodeError) else "it is not a text file"
+    if problem:
+        raise DeepclustError(f"--out {out} is not a deepclust benchmark file ({problem}), so records will not be "
+                             "appended to it; choose a new .jsonl file")
+    if not os.access(out, os.W_OK):
+        raise DeepclustError(f"--out {out} cannot be written: no permission")
 
 
 def read_records(paths: Iterable[str | Path]) -> list[dict[str, Any]]:

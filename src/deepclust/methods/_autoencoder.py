@@ -137,9 +137,10 @@ class AutoencoderClusterer(BaseClusterer):
         self.scale_shift_, self.scale_ = np.asarray(shift, dtype=np.float32), np.asarray(scale, dtype=np.float32)
 
     def _scale(self, X: np.ndarray, dev: torch.device) -> torch.Tensor:
+        """``X`` scaled as at fit, as a new tensor (on the CPU, ``from_numpy`` shares the caller's memory)."""
         Xt = torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)).to(dev)
         shape = Xt.shape
-        Xt = Xt.reshape(len(Xt), -1).sub_(torch.as_tensor(self.scale_shift_, device=dev)) \
+        Xt = Xt.reshape(len(Xt), -1).sub(torch.as_tensor(self.scale_shift_, device=dev)) \
             .div_(torch.as_tensor(self.scale_, device=dev))
         if self.architecture_ == "conv":
             Xt = Xt.reshape(shape)
