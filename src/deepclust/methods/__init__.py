@@ -22,6 +22,7 @@ class MethodInfo:
     description: str
     reference: str
     deep: bool = False  # trains a network (as opposed to a classical engine)
+    defaults: tuple[tuple[str, Any], ...] = ()  # hyper-parameters this name sets (a variant of a class)
 
     def load_class(self) -> type:
         module_name, _, cls_name = self.target.partition(":")
@@ -82,6 +83,14 @@ METHODS: dict[str, MethodInfo] = {
                    "mined nearest neighbours + SCAN loss on clustering heads, then self-labelling on confident "
                    "samples (embeddings; on images also the SimCLR pretext and strong augmentations)",
                    "Van Gansbeke et al., ECCV 2020", deep=True),
+        MethodInfo("p2ot", "deepclust.methods.p2ot:P2OT",
+                   "imbalanced clusters: progressive partial optimal transport pseudo-labels (a growing share of "
+                   "the mass, KL-relaxed cluster sizes) training a head on embeddings",
+                   "Zhang, Ren & He, ICLR 2024", deep=True),
+        MethodInfo("sp2ot", "deepclust.methods.p2ot:P2OT",
+                   "P2OT plus a k-NN semantic regulariser (neighbours share a cluster), solved by "
+                   "majorization-minimization", "Zhang, Ren & He, arXiv 2404.03446", deep=True,
+                   defaults=(("semantic_weight", 0.5),)),
     ]
 }
 
@@ -103,9 +112,10 @@ def get_method_info(name: str) -> MethodInfo:
 
 def make_method(name: str, **params: Any):
     """Build the estimator for method ``name`` with the given hyper-parameters."""
-    cls = get_method_info(name).load_class()
+    info = get_method_info(name)
+    cls = info.load_class()
     try:
-        return cls(**params)
+        return cls(**{**dict(info.defaults), **params})
     except TypeError as exc:
         raise DeepclustError(f"method {name!r} does not take these settings: {exc}") from exc
 
