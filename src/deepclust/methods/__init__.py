@@ -91,6 +91,10 @@ METHODS: dict[str, MethodInfo] = {
                    "P2OT plus a k-NN semantic regulariser (neighbours share a cluster), solved by "
                    "majorization-minimization", "Zhang, Ren & He, arXiv 2404.03446", deep=True,
                    defaults=(("semantic_weight", 0.5),)),
+        MethodInfo("tell", "deepclust.methods.tell:TELL",
+                   "interpretable neural clustering: k-means as a layer whose weights are the centres, trained by "
+                   "mini-batch gradient descent; explains clusters by their centres and samples by the deciding "
+                   "features", "Peng et al., JMLR 2022", deep=True),
     ]
 }
 
