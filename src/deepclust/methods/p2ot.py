@@ -39,7 +39,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 from deepclust.engines.neighbors import cosine_knn
@@ -102,16 +101,7 @@ class P2OT(SeLa):
         self.verbose = verbose
 
     def _check_params(self) -> None:
-        self._check_common()
-        if self.prior is not None:
-            prior = np.asarray(self.prior, dtype=float)
-            if prior.shape != (self.n_clusters,) or not np.isfinite(prior).all() or (prior <= 0).any():
-                raise DeepclustError(f"prior must be {self.n_clusters} positive cluster proportions, got {self.prior!r}")
-        if self.augment not in (None, "neighbors"):
-            raise DeepclustError(f"augment must be 'neighbors' or None, got {self.augment!r}")
-        if not 1 <= int(self.n_label_updates) <= int(self.epochs):
-            raise DeepclustError(f"n_label_updates must be between 1 and epochs ({self.epochs}), "
-                                 f"got {self.n_label_updates!r}")
+        self._check_labelling()
         if not 0 < float(self.rho_start) <= float(self.rho_end) <= 1:
             raise DeepclustError(f"need 0 < rho_start <= rho_end <= 1, got rho_start={self.rho_start!r}, "
                                  f"rho_end={self.rho_end!r}")

@@ -100,6 +100,12 @@ class SeLa(SelfLabelClusterer):
         self.verbose = verbose
 
     def _check_params(self) -> None:
+        self._check_labelling()
+        if not float(self.lam) > 0:
+            raise DeepclustError(f"lam must be > 0, got {self.lam!r}")
+
+    def _check_labelling(self) -> None:
+        """Checks shared with the methods built on this loop (P²OT)."""
         self._check_common()
         if self.prior is not None:
             prior = np.asarray(self.prior, dtype=float)
@@ -107,8 +113,6 @@ class SeLa(SelfLabelClusterer):
                 raise DeepclustError(f"prior must be {self.n_clusters} positive cluster proportions, got {self.prior!r}")
         if self.augment not in (None, "neighbors"):
             raise DeepclustError(f"augment must be 'neighbors' or None, got {self.augment!r}")
-        if not float(self.lam) > 0:
-            raise DeepclustError(f"lam must be > 0, got {self.lam!r}")
         if not 1 <= int(self.n_label_updates) <= int(self.epochs):
             raise DeepclustError(f"n_label_updates must be between 1 and epochs ({self.epochs}), "
                                  f"got {self.n_label_updates!r}")
