@@ -83,6 +83,21 @@ def features(name: str) -> tuple[np.ndarray, np.ndarray, str]:
     return Z, np.asarray(ds.y), enc
 
 
+def table(records: list[dict]) -> str:
+    """Markdown table: mean ± std over seeds per data set and method."""
+    cols = ("acc", "nmi", "head", "medium", "tail", "size_error")
+    lines = ["| data set | n | method | seeds | " + " | ".join(cols) + " | seconds |",
+             "|---|---:|---|---:|" + "---:|" * (len(cols) + 1)]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in records:
+        groups.setdefault((r["dataset"], r["method"]), []).append(r)
+    for (ds, method), rs in groups.items():
+        cells = [f"{np.mean([r[c] for r in rs]):.3f} ± {np.std([r[c] for r in rs]):.3f}" for c in cols]
+        lines.append(f"| {ds} | {rs[0]['n']} | {method} | {len(rs)} | " + " | ".join(cells)
+                     + f" | {np.mean([r['seconds'] for r in rs]):.1f} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--datasets", default="pendigits,optdigits")
@@ -90,7 +105,11 @@ def main() -> None:
     ap.add_argument("--methods", default="kmeans,sela,p2ot,sp2ot")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default="benchmarks/results/imbalanced.jsonl")
+    ap.add_argument("--table", action="store_true", help="print the table of --out and stop")
     args = ap.parse_args()
+    if args.table:
+        print(table([json.loads(line) for line in Path(args.out).read_text().splitlines() if line.strip()]))
+        return
     torch.set_num_threads(1)
     out = Path(args.out)
     for name in args.datasets.split(","):
