@@ -111,3 +111,25 @@ class MultiHead(nn.Module):
             out.linear.weight.copy_(self.linear.weight[rows])
             out.linear.bias.copy_(self.linear.bias[rows])
         return out
+
+
+class KMeansLayer(nn.Module):
+    """k-means as a layer whose weights are the cluster centres (TELL, Peng et al., JMLR 2022):
+    ``logit_j = (2 w_jᵀx − ‖w_j‖²) / (τ·s)`` — a linear layer with weight 2W and bias −‖w_j‖², tied to
+    the same W — so that ``softmax(logits)`` is the softmax of ``−‖x − w_j‖² / (τ·s)`` and the arg-max
+    is exactly the nearest centre. ``s`` (buffer ``scale``) is a squared-distance unit of the data, so
+    the temperature τ is free of the data's scale. ``forward`` returns the logits."""
+
+    def __init__(self, centers: torch.Tensor, temperature: float = 0.1, scale: float = 1.0):
+        super().__init__()
+        self.weight = nn.Parameter(torch.as_tensor(centers, dtype=torch.float32).clone())
+        self.temperature = float(temperature)
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        return (2 * x.float() @ w.T - (w * w).sum(1)) / (self.temperature * self.scale)
+
+    def sq_distances(self, x: torch.Tensor) -> torch.Tensor:
+        """‖x − w_j‖² for every sample and centre."""
+        return torch.cdist(x.float(), self.weight).pow(2)

@@ -1,6 +1,8 @@
 """Targets: turn the current soft assignments P (n × k) into what the head should match.
 
-All are pure functions of P; rows of the result sum to 1.
+All are pure functions of P; rows of the result sum to 1, except the partial-transport targets
+(:func:`p2ot_target`, :func:`sp2ot_target`), whose row sums are the mass each sample carries (its
+weight in the loss).
 """
 
 from __future__ import annotations
@@ -139,6 +141,120 @@ def kmeans_target(features: torch.Tensor, n_clusters: int, *, seed: int, n_init:
     centers = torch.from_numpy(km.cluster_centers_).to(dev)
     gen = generator if generator is not None else torch.Generator().manual_seed(int(seed))
     return split_empty_clusters(features.float(), labels, centers, generator=gen)
+
+
+def sigmoid_rampup(t: float) -> float:
+    """The ramp ``exp(-5 (1 - t)²)`` for ``t`` in [0, 1] (Laine & Aila, ICLR 2017); P²OT's schedule of
+    the transported fraction ρ (Zhang et al., ICLR 2024, §4.2)."""
+    t = min(max(float(t), 0.0), 1.0)
+    return math.exp(-5.0 * (1.0 - t) ** 2)
+
+
+@torch.no_grad()
+def partial_transport_plan(cost: torch.Tensor, rho: float, prior: Sequence[float] | torch.Tensor | None = None, *,
+                           eps: float = 0.1, kl_weight: float = 1.0, n_iters: int = 1000,
+                           tol: float = 1e-6) -> torch.Tensor:
+    """Progressive partial optimal transport with a KL-relaxed cluster marginal, by fast matrix scaling.
+
+    P²OT (Zhang, Ren & He, ICLR 2024, arXiv 2401.09266, eq. 4 and Alg. 1): find Q ≥ 0 (n × k) minimising
+    ``<C, Q> + eps·<Q, log Q> + kl_weight·KL(Qᵀ1 ‖ rho·prior)`` with every row summing to at most 1/n and
+    the whole plan to ``rho``: only the fraction ``rho`` of the mass is transported. The paper makes it a
+    semi-relaxed OT problem by adding a virtual cluster (cost 0) that must take exactly ``1 - rho``;
+    rows are then equalities, and the scaling iterations are Sinkhorn's with the real columns' scaling
+    raised to the power ``kl_weight / (kl_weight + eps)`` (the proximal step of the KL term; Chizat et
+    al. 2018). The virtual column keeps a hard constraint.
+
+    Iterates in float64 on the device of ``cost``; each row's cost is shifted by its minimum first (an
+    exact change, absorbed by the row scaling) so the kernel's largest entry per row is 1. Stops when
+    the column scaling changes by less than ``tol`` (relative), or after ``n_iters`` iterations.
+    Returns ``n · Q`` without the virtual column: row i sums to the mass sample i carries (in [0, 1]),
+    the whole to ``n · rho`` (up to the relaxation, the real clusters' sizes follow the data).
+    """
+    if cost.dim() != 2:
+        raise ValueError(f"cost must be (n_samples, n_clusters), got shape {tuple(cost.shape)}")
+    if not 0.0 < float(rho) <= 1.0:
+        raise ValueError(f"rho must be in (0, 1], got {rho!r}")
+    n, k = cost.shape
+    c = torch.cat([cost.double(), cost.new_zeros(n, 1, dtype=torch.float64)], dim=1)
+    c = c - c.min(1, keepdim=True).values
+    kernel = torch.exp(-c / float(eps))
+    col = torch.cat([float(rho) * _prior(prior, k, c), c.new_full((1,), 1.0 - float(rho))])
+    power = float(kl_weight) / (float(kl_weight) + float(eps))
+    tiny = torch.finfo(torch.float64).tiny
+    b = torch.ones(k + 1, dtype=c.dtype, device=c.device)
+    for it in range(int(n_iters)):
+        a = (1.0 / n) / (kernel @ b).clamp_min(tiny)
+        b_new = col / (kernel.T @ a).clamp_min(tiny)
+        b_new[:k] = b_new[:k].pow(power)
+        done = float((b_new / b - 1).abs().max()) < tol
+        b = b_new
+        if done:
+            break
+    a = (1.0 / n) / (kernel @ b).clamp_min(tiny)
+    plan = kernel * (a[:, None] * b[None, :] * n)
+    return plan[:, :k].to(cost.dtype if cost.is_floating_point() else torch.float32)
+
+
+@torch.no_grad()
+def p2ot_target(scores: torch.Tensor, rho: float, prior: Sequence[float] | torch.Tensor | None = None, *,
+                eps: float = 0.1, kl_weight: float = 1.0, n_iters: int = 1000, tol: float = 1e-6,
+                from_logits: bool = True) -> torch.Tensor:
+    """P²OT's pseudo-labels (Zhang et al., ICLR 2024): :func:`partial_transport_plan` of the cost
+    ``-log P``. The authors' defaults: ``eps`` 0.1, ``kl_weight`` 1, ρ ramped from 0.1 to 1. Rows sum to
+    each sample's weight; the confident samples carry their whole mass first."""
+    log_p = torch.log_softmax(scores.double(), 1) if from_logits else torch.log(scores.double().clamp_min(1e-300))
+    return partial_transport_plan(-log_p, rho, prior, eps=eps, kl_weight=kl_weight, n_iters=n_iters, tol=tol)
+
+
+def knn_graph(neighbors: torch.Tensor) -> torch.Tensor:
+    """The symmetric sparse k-NN graph ``S + Sᵀ`` (n × n, sparse) from a table of neighbour indices
+    (n × m, without the sample itself), divided by m so that every row of ``(S + Sᵀ) Q`` is at most 2
+    for a row-stochastic Q."""
+    n, m = neighbors.shape
+    rows = torch.arange(n, device=neighbors.device).repeat_interleave(m)
+    cols = neighbors.reshape(-1)
+    idx = torch.stack([torch.cat([rows, cols]), torch.cat([cols, rows])])
+    vals = torch.full((2 * n * m,), 1.0 / m, dtype=torch.float64, device=neighbors.device)
+    return torch.sparse_coo_tensor(idx, vals, (n, n), check_invariants=True).coalesce()
+
+
+@torch.no_grad()
+def sp2ot_target(scores: torch.Tensor, rho: float, graph: torch.Tensor, prior: Sequence[float] | torch.Tensor | None = None,
+                 *, weight: float = 0.5, mm_iters: int = 10, mm_tol: float = 1e-6, eps: float = 0.1,
+                 kl_weight: float = 1.0, n_iters: int = 1000, tol: float = 1e-6,
+                 from_logits: bool = True) -> torch.Tensor:
+    """SP²OT's pseudo-labels (Zhang, Ren & He, arXiv 2404.03446): P²OT plus a semantic regulariser
+    ``-weight · <S, Q Qᵀ>`` that rewards giving neighbours (``graph``: :func:`knn_graph`) the same
+    cluster, solved by majorization-minimization: the concave regulariser is replaced by its tangent
+    at the current plan, which turns each step into a P²OT problem with cost
+    ``-log P - weight · (S + Sᵀ) Q`` (:func:`partial_transport_plan`); up to ``mm_iters`` steps, from
+    the uniform plan, until the objective changes by less than ``mm_tol`` (relative). The authors
+    scale ``weight`` by (1 - ρ) as ρ grows (done by the caller, :class:`~deepclust.methods.p2ot.P2OT`).
+
+    Differs from the authors' code in the scale of Q in the regulariser: they use the plan of a batch
+    (rows summing to 1/n, so the regulariser shrinks with the batch size); here the row-scaled plan
+    ``n·Q`` and the graph divided by the number of neighbours, so ``weight`` means the same at any n.
+    """
+    log_p = torch.log_softmax(scores.double(), 1) if from_logits else torch.log(scores.double().clamp_min(1e-300))
+    cost = -log_p
+    n, k = cost.shape
+    q = torch.full((n, k), float(rho) / k, dtype=torch.float64, device=cost.device)
+    g = graph.to(torch.float64)
+
+    def objective(plan: torch.Tensor) -> float:
+        plan_n = plan / n
+        return float((plan_n * cost).sum() - float(weight) * (plan_n * (g @ plan)).sum() / 2
+                     + float(eps) * (plan_n * torch.log(plan_n.clamp_min(1e-300))).sum())
+
+    last = objective(q)
+    for _ in range(int(mm_iters)):
+        q = partial_transport_plan(cost - float(weight) * (g @ q), rho, prior, eps=eps, kl_weight=kl_weight,
+                                   n_iters=n_iters, tol=tol)
+        value = objective(q)
+        if abs(value - last) <= mm_tol * max(abs(last), 1e-12):
+            break
+        last = value
+    return q.to(scores.dtype if scores.is_floating_point() else torch.float32)
 
 
 TARGETS = {"paper": depict_target, "dec": dec_target}

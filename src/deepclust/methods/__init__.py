@@ -28,6 +28,7 @@ class MethodInfo:
     description: str
     reference: str
     deep: bool = False  # trains a network (as opposed to a classical engine)
+    defaults: tuple[tuple[str, Any], ...] = ()  # hyper-parameters this name sets (a variant of a class)
 
     def load_class(self) -> type:
         module_name, _, cls_name = self.target.partition(":")
@@ -88,6 +89,18 @@ METHODS: dict[str, MethodInfo] = {
                    "mined nearest neighbours + SCAN loss on clustering heads, then self-labelling on confident "
                    "samples (embeddings; on images also the SimCLR pretext and strong augmentations)",
                    "Van Gansbeke et al., ECCV 2020", deep=True),
+        MethodInfo("p2ot", "deepclust.methods.p2ot:P2OT",
+                   "imbalanced clusters: progressive partial optimal transport pseudo-labels (a growing share of "
+                   "the mass, KL-relaxed cluster sizes) training a head on embeddings",
+                   "Zhang, Ren & He, ICLR 2024", deep=True),
+        MethodInfo("sp2ot", "deepclust.methods.p2ot:P2OT",
+                   "P2OT plus a k-NN semantic regulariser (neighbours share a cluster), solved by "
+                   "majorization-minimization", "Zhang, Ren & He, arXiv 2404.03446", deep=True,
+                   defaults=(("semantic_weight", 0.5),)),
+        MethodInfo("tell", "deepclust.methods.tell:TELL",
+                   "interpretable neural clustering: k-means as a layer whose weights are the centres, trained by "
+                   "mini-batch gradient descent; explains clusters by their centres and samples by the deciding "
+                   "features", "Peng et al., JMLR 2022", deep=True),
     ]
 }
 
@@ -112,6 +125,7 @@ def make_method(name: str, **params: Any):
     :func:`check_params` first)."""
     info = get_method_info(name)
     cls = info.load_class()
+    params = {**dict(info.defaults), **params}
     check_params(cls, params, method=info.name)
     return cls(**params)
 

@@ -100,6 +100,12 @@ class SeLa(SelfLabelClusterer):
         self.verbose = verbose
 
     def _check_params(self) -> None:
+        self._check_labelling()
+        if not float(self.lam) > 0:
+            raise DeepclustError(f"lam must be > 0, got {self.lam!r}")
+
+    def _check_labelling(self) -> None:
+        """Checks shared with the methods built on this loop (P²OT)."""
         self._check_common()
         if self.prior is not None:
             prior = np.asarray(self.prior, dtype=float)
@@ -107,8 +113,6 @@ class SeLa(SelfLabelClusterer):
                 raise DeepclustError(f"prior must be {self.n_clusters} positive cluster proportions, got {self.prior!r}")
         if self.augment not in (None, "neighbors"):
             raise DeepclustError(f"augment must be 'neighbors' or None, got {self.augment!r}")
-        if not float(self.lam) > 0:
-            raise DeepclustError(f"lam must be > 0, got {self.lam!r}")
         if not 1 <= int(self.n_label_updates) <= int(self.epochs):
             raise DeepclustError(f"n_label_updates must be between 1 and epochs ({self.epochs}), "
                                  f"got {self.n_label_updates!r}")
@@ -129,8 +133,7 @@ class SeLa(SelfLabelClusterer):
         self._build_networks(tuple(X.shape[1:]))
         trunk, head = self.trunk_.to(dev).train(), self.head_.to(dev)
         Xt = self._prepare(X, dev)
-        opt = torch.optim.SGD([*trunk.parameters(), *head.parameters()], lr=float(self.lr),
-                              momentum=float(self.momentum), weight_decay=float(self.weight_decay))
+        opt = self._make_optimizer([*trunk.parameters(), *head.parameters()])
         epochs, n_updates = int(self.epochs), int(self.n_label_updates)
         update_at = set(np.linspace(0, epochs, n_updates, endpoint=False).astype(int).tolist())
         state: dict[str, Any] = {"labels": None, "changed": 1.0, "sinkhorn_s": 0.0}
@@ -139,11 +142,9 @@ class SeLa(SelfLabelClusterer):
             if epoch not in update_at:
                 return
             t0 = time.perf_counter()
-            q = sinkhorn_target(self._logits(Xt), self.prior, n_iters=int(self.sinkhorn_iters),
-                                lam=float(self.lam), tol=float(self.sinkhorn_tol))
-            labels = q.argmax(1)
+            labels = self._make_targets(self._logits(Xt), epoch, epochs, state)
             if state["labels"] is not None:
-                state["changed"] = float((labels != state["labels"]).float().mean())
+                state["changed"] = float((_hard(labels) != _hard(state["labels"])).float().mean())
             state["labels"] = labels
             state["sinkhorn_s"] += time.perf_counter() - t0
 
@@ -152,6 +153,7 @@ class SeLa(SelfLabelClusterer):
             t_knn = time.perf_counter()
             views = cosine_knn(Xt, min(int(self.n_neighbors), n - 1))
             state["knn_s"] = time.perf_counter() - t_knn
+        state.update(X=Xt, views=views)  # for targets that use the neighbourhoods (SP²OT)
         pick = torch.Generator(device=Xt.device).manual_seed(seed + 1)
 
         def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -159,26 +161,40 @@ class SeLa(SelfLabelClusterer):
             if views is not None:  # the augmented view: a random near neighbour of each sample
                 col = torch.randint(views.shape[1], (len(idx),), device=idx.device, generator=pick)
                 inputs = views[idx, col]
-            return {"loss": F.cross_entropy(head(trunk(Xt[inputs])).float(), state["labels"][idx])}
+            return {"loss": self._target_loss(head(trunk(Xt[inputs])), state["labels"][idx])}
 
         def log(epoch: int, record: dict[str, float]) -> None:
             record["labels_changed"] = state["changed"]
             if self.verbose:
-                print(f"SeLa epoch {epoch + 1}: loss {record['loss']:.4f}, labels changed {state['changed']:.4f}")
+                print(f"{self._display_name} epoch {epoch + 1}: loss {record['loss']:.4f}, labels changed {state['changed']:.4f}")
 
         t0 = time.perf_counter()
         history = train_epochs(opt, loss_fn, n, epochs=epochs, batch_size=int(self.batch_size), device=dev,
-                               generator=gen, desc="SeLa", before_epoch=relabel, after_epoch=log)
+                               generator=gen, desc=self._display_name, before_epoch=relabel, after_epoch=log)
         train_s = time.perf_counter() - t0
         if state["labels"] is None:  # interrupted before the first update
             relabel(0)
-        self.pseudo_labels_ = state["labels"].cpu().numpy()
+        self.pseudo_labels_ = _hard(state["labels"]).cpu().numpy()
         self.labels_ = self._logits(Xt).argmax(1).cpu().numpy()
         trunk.eval()
         self.history_ = {"train": list(history)}
         mark_interrupted(self, history.interrupted)
         self.timings_ = {"train": train_s - state["sinkhorn_s"], "sinkhorn": state["sinkhorn_s"],
                          "knn": state.get("knn_s", 0.0)}
+
+    # ------------------------------------------------------------------ what subclasses change
+    def _make_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=float(self.lr), momentum=float(self.momentum),
+                               weight_decay=float(self.weight_decay))
+
+    def _make_targets(self, logits: torch.Tensor, epoch: int, epochs: int, state: dict[str, Any]) -> torch.Tensor:
+        """The pseudo-labels of every sample from the current logits (here: Sinkhorn, then arg-max)."""
+        q = sinkhorn_target(logits, self.prior, n_iters=int(self.sinkhorn_iters), lam=float(self.lam),
+                            tol=float(self.sinkhorn_tol))
+        return q.argmax(1)
+
+    def _target_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), targets)
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
         return torch.softmax(self._logits(self._prepare(X, self._net_device())), 1).cpu().numpy()
@@ -188,3 +204,8 @@ class SeLa(SelfLabelClusterer):
             return batched(self.trunk_, self._prepare(X, self._net_device())).cpu().numpy()
 
 
+
+
+def _hard(targets: torch.Tensor) -> torch.Tensor:
+    """Hard labels from hard or soft (n × k) pseudo-labels."""
+    return targets.argmax(1) if targets.dim() == 2 else targets

@@ -69,6 +69,8 @@ def collect_report_data(result: Any, features: np.ndarray, *, selection: Any = N
     y = None if ds.y is None else np.asarray(ds.y)
     m["label"] = None if y is None else y[m["index"]].tolist()
     clusters = explain_clusters(ds, Z, labels, result.confidence, random_state=random_state)
+    if callable(getattr(result.model, "explain", None)):  # models that explain themselves (TELL)
+        _add_model_explanations(clusters, result.model, features, ds.meta.feature_names)
     data: dict[str, Any] = {
         "summary": result.summary(),
         "notes": notes or {},
@@ -87,6 +89,21 @@ def collect_report_data(result: Any, features: np.ndarray, *, selection: Any = N
                              "clusters": [int(c) for c in clu]}
     data["timings"]["report"] = round(time.perf_counter() - t0, 3)
     return json_safe(data)
+
+
+def _add_model_explanations(clusters: list[dict[str, Any]], model: Any, features: np.ndarray,
+                            feature_names: list[str] | None, n_samples: int = 3) -> None:
+    """Add the model's own explanations to each cluster: ``centre`` (its most distinctive features)
+    and ``reasons`` (why its most typical members were assigned to it)."""
+    rows = sorted({i for c in clusters for i in c["typical"][:n_samples]})
+    X = np.asarray(features).reshape(len(features), -1)
+    names = feature_names if feature_names is not None and len(feature_names) == X.shape[1] else None
+    expl = model.explain(X[rows], names)
+    reasons = dict(zip(rows, expl["samples"]))
+    for c in clusters:
+        if 0 <= c["cluster"] < len(expl["clusters"]):
+            c["centre"] = expl["clusters"][c["cluster"]]
+        c["reasons"] = [{"index": i, **reasons[i]} for i in c["typical"][:n_samples]]
 
 
 def rebuild_report(run_dir: str | Path) -> Path:

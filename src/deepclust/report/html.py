@@ -239,6 +239,20 @@ def _cluster(c: dict[str, Any]) -> str:
         if med:
             cells = "".join(f'<div class="kv"><span>{escape(k)}</span><b>{v:.4g}</b></div>' for k, v in med["values"].items())
             body.append(f'<div class="sub">Medoid: the most central member (row {med["index"]})</div><div class="kvs">{cells}</div>')
+    if c.get("centre"):
+        rows = "".join(f'<tr><td>{escape(f["feature"])}</td><td class="num">{f["value"]:.4g}</td>'
+                       f'<td class="num">{f["z"]:+.2f}</td></tr>' for f in c["centre"])
+        body.append('<div class="sub">Its centre (the model\'s weights): the features where it stands out</div>'
+                    '<table class="rules"><tr><th>feature</th><th class="num">centre</th>'
+                    f'<th class="num">σ from the mean</th></tr>{rows}</table>')
+    if c.get("reasons"):
+        items = "".join(
+            f'<li>row {r["index"]}: nearer to this centre than to cluster {r["runner_up"]} by {r["margin"]:.4g} '
+            '(squared distance); decided by ' + ", ".join(f'{escape(f["feature"])} ({f["contribution"]:+.3g})'
+                                                          for f in r["features"]) + "</li>"
+            for r in c["reasons"] if r.get("runner_up") is not None)
+        if items:
+            body.append(f'<div class="sub">Why its most typical members belong to it</div><ul class="docs">{items}</ul>')
     return (f'<div class="cluster" id="cluster-{c["cluster"]}" style="border-left-color:{col}">{head}'
             + "".join(body) + "</div>")
 
