@@ -56,6 +56,10 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("pic", "deepclust.engines.pic:PathIntegralClustering",
                    "agglomerative clustering by maximum incremental path integral on a K-NN graph (AC-PIC)",
                    "Zhang, Zhao & Wang, Pattern Recognition 2013"),
+        MethodInfo("umap", "deepclust.engines.manifold:ManifoldClustering",
+                   "UMAP layout of the given features (min_dist 0), then a Gaussian mixture or k-means on it "
+                   "(N2D's manifold step on any embedding)",
+                   "McInnes et al., arXiv 1802.03426; McConville et al., ICPR 2020"),
         MethodInfo("kmedoids", "deepclust.engines.classical:KMedoids",
                    "k-medoids by FasterPAM on any dissimilarity (kmedoids package)",
                    "Schubert & Rousseeuw, Information Systems 2021"),

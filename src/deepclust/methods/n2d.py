@@ -6,11 +6,10 @@ UMAP (umap-learn) learns the local manifold of its embedding (``n_components`` =
 ``n_neighbors`` = 20, ``min_dist`` = 0); a Gaussian mixture (full covariances) clusters the
 UMAP coordinates.
 
-UMAP has no closed-form map for new points: ``predict`` places a new sample at the
-distance-weighted mean of the UMAP coordinates of its ``n_neighbors`` nearest training
-embeddings (UMAP's own initialisation for ``transform``, without its refinement steps), so a
-saved model reloads and predicts identically from plain arrays. ``labels_`` are the mixture's
-assignments of the training points' own UMAP coordinates.
+New samples are placed in the UMAP layout by :func:`deepclust.reduction.place` (the
+distance-weighted mean over their nearest training embeddings), so a saved model reloads and
+predicts identically from plain arrays. ``labels_`` are the mixture's assignments of the training
+points' own UMAP coordinates.
 """
 
 from __future__ import annotations
@@ -19,13 +18,12 @@ import time
 from typing import Any, Sequence
 
 import numpy as np
-import torch
 
 from deepclust.engines.classical import GaussianMixture
 from deepclust.errors import DeepclustError
 from deepclust.methods._autoencoder import AutoencoderClusterer
+from deepclust.reduction import place, umap_layout
 from deepclust.training import mark_interrupted
-from deepclust.runtime import keep_torch_threads
 
 
 GMM_ARRAYS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
@@ -98,14 +96,10 @@ class N2D(AutoencoderClusterer):
             raise DeepclustError(f"n_neighbors ({self.n_neighbors}) must be smaller than the number of samples "
                                  f"({len(X)})")
         dev, seed, _, Xt = self._start_fit(X)
-        import umap
-
         t0 = time.perf_counter()
         Z = self._embed_scaled(Xt).cpu().numpy()
-        reducer = umap.UMAP(n_components=int(self.umap_dim or self.n_clusters), n_neighbors=int(self.n_neighbors),
-                            min_dist=float(self.min_dist), metric=self.umap_metric, random_state=seed)
-        with keep_torch_threads():
-            U = reducer.fit_transform(Z).astype(np.float32)
+        U = umap_layout(Z, n_components=int(self.umap_dim or self.n_clusters), n_neighbors=int(self.n_neighbors),
+                        min_dist=float(self.min_dist), metric=self.umap_metric, random_state=seed)
         self.timings_["umap"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         gmm = self._gmm(seed).fit(U)
@@ -118,17 +112,8 @@ class N2D(AutoencoderClusterer):
         mark_interrupted(self, self.interrupted_)
 
     def _umap_coordinates(self, X: np.ndarray) -> np.ndarray:
-        """UMAP coordinates of new points: distance-weighted mean over their nearest training points."""
-        Z = torch.from_numpy(self._transform(X))
-        train = torch.from_numpy(np.asarray(self.train_embedding_))
-        k = min(int(self.n_neighbors), len(train))
-        out = []
-        for start in range(0, len(Z), 4096):
-            d, idx = torch.cdist(Z[start:start + 4096], train).topk(k, largest=False)
-            w = 1.0 / (d + 1e-6)
-            w = w / w.sum(1, keepdim=True)
-            out.append((w.unsqueeze(2) * torch.from_numpy(np.asarray(self.train_umap_))[idx]).sum(1))
-        return torch.cat(out).numpy()
+        """UMAP coordinates of new points, placed from the training embeddings' layout."""
+        return place(self._transform(X), self.train_embedding_, self.train_umap_, n_neighbors=int(self.n_neighbors))
 
     def _mixture_model(self) -> GaussianMixture:
         if getattr(self, "_mixture", None) is None:  # reloaded: the mixture's own state from the saved arrays

@@ -1,0 +1,52 @@
+"""Manifold reduction shared by the methods and the pipeline search: UMAP with an out-of-sample
+placement that needs nothing but arrays, so a saved model reloads and predicts identically.
+
+UMAP (McInnes, Healy & Melville, arXiv 1802.03426) learns a low-dimensional layout of the data's
+k-NN graph; clustering that layout rather than the raw embedding is the "local manifold" step of
+N2D (McConville et al., ICPR 2020) and of BERTopic. UMAP has no closed-form map for new points:
+:func:`place` puts a new sample at the distance-weighted mean of the layout coordinates of its
+``n_neighbors`` nearest training points (UMAP's own initialisation for ``transform``, without its
+refinement steps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from deepclust.errors import DeepclustError
+from deepclust.runtime import keep_torch_threads
+
+
+def umap_layout(X: np.ndarray, *, n_components: int = 10, n_neighbors: int = 15, min_dist: float = 0.0,
+                metric: str = "euclidean", random_state: int | None = 0) -> np.ndarray:
+    """UMAP coordinates (float32, n × ``n_components``) of the rows of ``X``."""
+    try:
+        import umap
+    except ImportError as exc:
+        raise DeepclustError("the UMAP reduction needs umap-learn: pip install 'deepclust[umap]'") from exc
+    X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
+    if n_neighbors >= len(X):
+        raise DeepclustError(f"n_neighbors ({n_neighbors}) must be smaller than the number of samples ({len(X)})")
+    reducer = umap.UMAP(n_components=int(n_components), n_neighbors=int(n_neighbors), min_dist=float(min_dist),
+                        metric=metric, random_state=random_state)
+    with keep_torch_threads():  # umap-learn's numba kernels reset torch's thread count
+        return reducer.fit_transform(X).astype(np.float32)
+
+
+def place(X: np.ndarray, train_X: np.ndarray, train_layout: np.ndarray, n_neighbors: int = 15,
+          block: int = 4096) -> np.ndarray:
+    """Layout coordinates of new points: the distance-weighted mean over their nearest training points."""
+    Z = torch.from_numpy(np.asarray(X, dtype=np.float32).reshape(len(X), -1))
+    train = torch.from_numpy(np.asarray(train_X, dtype=np.float32))
+    layout = torch.from_numpy(np.asarray(train_layout, dtype=np.float32))
+    k = min(int(n_neighbors), len(train))
+    out = []
+    for start in range(0, len(Z), block):
+        z = Z[start:start + block]
+        idx = torch.cdist(z, train).topk(k, largest=False).indices
+        d = (z.unsqueeze(1) - train[idx]).norm(dim=2)  # exact distances (cdist's matmul form is not 0 at 0)
+        w = 1.0 / (d + 1e-6)
+        w = w / w.sum(1, keepdim=True)
+        out.append((w.unsqueeze(2) * layout[idx]).sum(1))
+    return torch.cat(out).numpy() if out else np.zeros((0, layout.shape[1]), np.float32)
