@@ -70,6 +70,17 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _positive_float(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, got {text!r}")
+    return value
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """Warnings on one line each, without the source line."""
     print(f"deepclust: warning: {message}", file=sys.stderr)
@@ -145,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     echo = None if (args.json or args.quiet) else (lambda msg: print(msg, flush=True))
     res = run(args.input, args.out, k=args.k, method=args.method, encoder=args.encoder, seed=args.seed,
               device=args.device, overwrite=args.overwrite, data_dir=args.data_dir, read_kwargs=read_kwargs,
-              params=_parse_params(args.param), echo=echo)
+              params=_parse_params(args.param), budget_s=args.budget, echo=echo)
     summary = res.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -272,7 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="a built-in dataset name, an image folder, a text/table file or a .npy/.npz array")
     p.add_argument("--out", required=True, help="output folder (must be empty unless --overwrite)")
     p.add_argument("--k", "-k", default="auto", help="number of clusters, or 'auto' (default) to choose it without labels")
-    p.add_argument("--method", default=None, help="see `deepclust methods` (default: chosen for the modality)")
+    p.add_argument("--method", default=None,
+                   help="see `deepclust methods` (default: the best of k-means, UMAP + k-means, UMAP + GMM and Ward "
+                        "by a label-free score; DEPICT for images on a GPU)")
+    p.add_argument("--budget", type=_positive_float, default=300.0, metavar="SECONDS",
+                   help="time after which the pipeline comparison starts no further candidate (default 300)")
     p.add_argument("--encoder", default=None, help=encoder_help())
     p.add_argument("--seed", type=_seed, default=0)
     p.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")

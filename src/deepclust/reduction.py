@@ -11,6 +11,8 @@ refinement steps).
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 
@@ -18,20 +20,35 @@ from deepclust.errors import DeepclustError
 from deepclust.runtime import keep_torch_threads
 
 
+#: the last layout computed, keyed by a fingerprint of the data and the settings: the pipeline search
+#: and the model it then fits share one UMAP run (the layout is small: n × n_components)
+_LAST: dict[str, np.ndarray] = {}
+
+
 def umap_layout(X: np.ndarray, *, n_components: int = 10, n_neighbors: int = 15, min_dist: float = 0.0,
                 metric: str = "euclidean", random_state: int | None = 0) -> np.ndarray:
-    """UMAP coordinates (float32, n × ``n_components``) of the rows of ``X``."""
+    """UMAP coordinates (float32, n × ``n_components``) of the rows of ``X`` (a seeded run is
+    remembered, so asking again for the same data and settings costs nothing)."""
     try:
         import umap
     except ImportError as exc:
         raise DeepclustError("the UMAP reduction needs umap-learn: pip install 'deepclust[umap]'") from exc
+    from deepclust.encoders.cache import fingerprint_data
+
     X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
     if n_neighbors >= len(X):
         raise DeepclustError(f"n_neighbors ({n_neighbors}) must be smaller than the number of samples ({len(X)})")
+    key = f"{fingerprint_data(X)}:{n_components}:{n_neighbors}:{min_dist}:{metric}:{random_state}"
+    if random_state is not None and key in _LAST:
+        return _LAST[key].copy()
     reducer = umap.UMAP(n_components=int(n_components), n_neighbors=int(n_neighbors), min_dist=float(min_dist),
                         metric=metric, random_state=random_state)
-    with keep_torch_threads():  # umap-learn's numba kernels reset torch's thread count
-        return reducer.fit_transform(X).astype(np.float32)
+    with keep_torch_threads(), warnings.catch_warnings():  # numba resets torch's thread count
+        warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded: one thread
+        layout = reducer.fit_transform(X).astype(np.float32)
+    _LAST.clear()
+    _LAST[key] = layout
+    return layout.copy()
 
 
 def place(X: np.ndarray, train_X: np.ndarray, train_layout: np.ndarray, n_neighbors: int = 15,

@@ -80,12 +80,23 @@ def default_encoder(modality: str, n_samples: int = 0, device: str = "auto",
     return "raw", "arrays are clustered on their values as given (e.g. embeddings you computed)"
 
 
+#: ``default_method``'s answer when ``run`` should compare pipelines (:mod:`deepclust.search`)
+AUTO_METHOD = "auto"
+#: fewer samples than this: no pipeline search (UMAP needs a neighbourhood graph worth the name)
+SEARCH_MIN_SAMPLES = 100
+#: seconds the pipeline search may take before it stops starting candidates (``--budget``)
+DEFAULT_BUDGET_S = 300.0
+
+
 def default_method(modality: str, n_samples: int, device: str) -> tuple[str, str]:
     """The method ``deepclust run`` uses, and why."""
     from deepclust.device import resolve_device
 
     if modality == "image" and resolve_device(device).type == "cuda" and n_samples >= 1000:
         return "depict", "a GPU is available: DEPICT learns an image embedding and the clusters together"
+    if _installed("umap") and n_samples >= SEARCH_MIN_SAMPLES:
+        return AUTO_METHOD, ("the best of k-means, UMAP + k-means, UMAP + GMM and Ward on these features, by the "
+                             "silhouette in one UMAP layout (no labels; see deepclust.search)")
     return "kmeans", "k-means is fast, deterministic for a seed and a strong baseline on these features" + (
         " (DEPICT, --method depict, learns a better image embedding but takes minutes on a CPU)"
         if modality == "image" else "")
@@ -98,6 +109,7 @@ class RunOutput:
     selection: Any
     notes: dict[str, str]
     seconds: dict[str, float] = field(default_factory=dict)
+    pipeline: Any = None
 
     def summary(self) -> dict[str, Any]:
         s = self.result.summary()
@@ -106,6 +118,8 @@ class RunOutput:
         s["choices"] = self.notes
         if self.selection is not None:
             s["select_k"] = {"k": self.selection.k, "choices": self.selection.choices, "rule": self.selection.rule}
+        if self.pipeline is not None:
+            s["pipeline"] = self.pipeline.to_dict()
         s["seconds"] = {**s["seconds"], **self.seconds}
         return s
 
@@ -137,7 +151,8 @@ def range_edge_note(k: int, lo: int, hi: int) -> str:
 def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = None, encoder: str | None = None,
         seed: int = 0, device: str = "auto", overwrite: bool = False, data_dir: str | None = None,
         read_kwargs: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
-        k_range: tuple[int, int] = DEFAULT_K_RANGE, echo: Callable[[str], None] | None = None) -> RunOutput:
+        k_range: tuple[int, int] = DEFAULT_K_RANGE, budget_s: float | None = DEFAULT_BUDGET_S,
+        echo: Callable[[str], None] | None = None) -> RunOutput:
     """Run the whole workflow; see the module notes. ``echo`` receives the human-readable choices."""
     from deepclust.data import Dataset, load_input
     from deepclust.methods import get_method_info
@@ -167,7 +182,8 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         enc, why = default_encoder(modality, len(ds), device, ds.meta.image_shape)
     notes["encoder"] = why
     meth, why = (method, "chosen by --method") if method else default_method(modality, len(ds), device)
-    meth = get_method_info(meth).name
+    if meth != AUTO_METHOD:
+        meth = get_method_info(meth).name
     notes["method"] = why
     say(f"{ds.meta.name}: {len(ds):,} {modality} samples")
     say(f"  encoder {enc}: {notes['encoder']}")
@@ -208,6 +224,20 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
     else:
         notes["k"] = f"{n_clusters}, given by --k"
 
+    choice = None
+    if meth == AUTO_METHOD:
+        from deepclust.search import choose_pipeline
+
+        say(f"  comparing pipelines with k = {n_clusters} (no labels):")
+        t0 = time.perf_counter()
+        choice = choose_pipeline(X, n_clusters, random_state=seed, device=device, budget_s=budget_s, echo=say)
+        seconds["search"] = time.perf_counter() - t0
+        win = choice.winner
+        meth, params = win.method, {**win.params, **(params or {})}
+        notes["method"] = (f"{win.name} won the label-free comparison ({choice.rule}): "
+                           + ", ".join(f"{c.name} {c.score:.3f}" for c in choice.candidates if c.score is not None))
+        say(f"  method  {win.name}")
+
     result = run_clustering(fit_ds, meth, n_clusters, seed=seed, device=device, encoder=fit_enc, params=params,
                             features=features)
     result.dataset, result.encoder = ds, enc
@@ -216,9 +246,10 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
     result.seconds["total"] = round(sum(v for key, v in result.seconds.items() if "." not in key and key != "total"), 4)
     t0 = time.perf_counter()
     data = collect_report_data(result, result.extra["features"], selection=selection, notes=notes,
-                               timings={k_: round(v, 3) for k_, v in seconds.items()}, random_state=seed)
+                               timings={k_: round(v, 3) for k_, v in seconds.items()}, random_state=seed,
+                               pipeline=choice)
     html = render_html(data)
     seconds["report"] = time.perf_counter() - t0
     write_outputs(result, out, overwrite=overwrite, inputs=inputs,
                   extra_files={"report_data.json": json.dumps(data), "report.html": html})
-    return RunOutput(result, Path(out), selection, notes, {k_: round(v, 4) for k_, v in seconds.items()})
+    return RunOutput(result, Path(out), selection, notes, {k_: round(v, 4) for k_, v in seconds.items()}, choice)

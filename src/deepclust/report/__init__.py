@@ -53,7 +53,8 @@ def map_2d(Z: np.ndarray, *, max_points: int = MAP_MAX_POINTS, random_state: int
 
 
 def collect_report_data(result: Any, features: np.ndarray, *, selection: Any = None, notes: dict[str, str] | None = None,
-                        timings: dict[str, float] | None = None, random_state: int = 0) -> dict[str, Any]:
+                        timings: dict[str, float] | None = None, random_state: int = 0,
+                        pipeline: Any = None) -> dict[str, Any]:
     """Everything the report shows, from a :class:`~deepclust.pipeline.ClusteringResult` and the
     features it was clustered on (the model's embedding is used for deep methods)."""
     from deepclust import metrics
@@ -78,6 +79,7 @@ def collect_report_data(result: Any, features: np.ndarray, *, selection: Any = N
         "map": m,
         "clusters": clusters,
         "select_k": selection.to_dict() if selection is not None else None,
+        "pipeline": pipeline.to_dict() if pipeline is not None else None,
         "history": getattr(result.model, "history_", None),
         "timings": {**(timings or {})},
     }

@@ -135,6 +135,26 @@ def _select_k(d: dict[str, Any]) -> str:
             f'<th class="num">chosen k</th><th class="num">time</th></tr>{rows}</table></div></section>')
 
 
+def _pipeline(d: dict[str, Any]) -> str:
+    p = d.get("pipeline")
+    if not p:
+        return ""
+    rows = []
+    for c in p["candidates"]:
+        won = c["name"] == p["winner"]
+        score = "–" if c["score"] is None else f"{c['score']:.3f}"
+        why = c.get("skipped") or ("chosen" if won else "")
+        rows.append(f"<tr><td>{'<b>' if won else ''}{escape(c['name'])}{'</b>' if won else ''}</td>"
+                    f"<td class='num'>{score}</td><td class='num'>{c['seconds']:.1f} s</td><td>{escape(why)}</td></tr>")
+    layout_s = (p.get("seconds") or {}).get("layout", 0.0)
+    return (f'<section id="pipeline"><h2>Choosing the pipeline: {escape(p["winner"])}</h2>'
+            f'<p>Each candidate clustered the features into the chosen number of clusters; no label was used. '
+            f'Rule: {escape(p["rule"])}. The shared UMAP layout took {layout_s:.1f} s.</p>'
+            f'<div class="panel" style="display:inline-block"><table><tr><th>candidate</th>'
+            f'<th class="num">silhouette</th><th class="num">time</th><th></th></tr>{"".join(rows)}</table></div>'
+            f'</section>')
+
+
 def _map(d: dict[str, Any]) -> str:
     m = d["map"]
     names = d.get("class_names")
@@ -261,10 +281,10 @@ def render_html(d: dict[str, Any]) -> str:
     """The report page for report data ``d`` (see :func:`deepclust.report.collect_report_data`)."""
     s = d["summary"]
     title = f"deepclust report — {s.get('dataset')}"
-    sections = [_overview(d), _select_k(d), _map(d), _labels(d), _sizes(d), _history(d),
+    sections = [_overview(d), _select_k(d), _pipeline(d), _map(d), _labels(d), _sizes(d), _history(d),
                 '<section id="clusters"><h2>Cluster by cluster</h2>' + "".join(_cluster(c) for c in d["clusters"])
                 + "</section>"]
-    nav_items = [("overview", "Overview"), ("k", "Choosing k"), ("map", "Map"), ("labels", "Labels"),
+    nav_items = [("overview", "Overview"), ("k", "Choosing k"), ("pipeline", "Pipeline"), ("map", "Map"), ("labels", "Labels"),
                  ("sizes", "Sizes"), ("training", "Training"), ("clusters", "Clusters")]
     html_body = "".join(sections)
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in nav_items if f'id="{a}"' in html_body)
