@@ -26,11 +26,20 @@ def _rings(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     return X.astype(np.float32), y
 
 
+def _anisotropic_blobs(n: int = 600) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's example of three sheared blobs that k-means cuts wrongly, plus 3 noise features."""
+    from sklearn.datasets import make_blobs
+
+    X, y = make_blobs(n_samples=n, centers=3, random_state=170)
+    X = X @ np.array([[0.6, -0.6], [-0.4, 0.8]])
+    return np.c_[X, np.random.default_rng(0).normal(0, 0.05, (n, 3))].astype(np.float32), y
+
+
 def test_search_prefers_the_manifold_where_kmeans_fails(one_thread) -> None:
-    X, y = _rings()
-    choice = choose_pipeline(X, 2, random_state=0)
+    X, y = _anisotropic_blobs()
+    choice = choose_pipeline(X, 3, random_state=0)
     by_name = {c.name: c for c in choice.candidates}
-    assert accuracy(y, by_name["kmeans"].labels) < 0.75
+    assert accuracy(y, by_name["kmeans"].labels) < 0.85
     assert choice.winner.name.startswith("umap")
     assert accuracy(y, choice.winner.labels) > 0.98
     assert choice.winner.score == max(c.score for c in choice.candidates if c.score is not None)

@@ -94,8 +94,8 @@ class ManifoldClustering(BaseClusterer):
         flat = X.reshape(len(X), -1)
         self.anchors_ = np.ascontiguousarray(flat if keep is None else flat[keep], dtype=np.float32)
         self.anchor_layout_ = layout if keep is None else layout[keep]
-        self._clusterer = model
         self._store_clusterer(model)
+        self._clusterer = None  # predictions always go through the stored state: a reloaded model predicts the same
 
     # The inner clusterer's fitted arrays travel in one flat float64 array plus their shapes, so the
     # model folder stays one safetensors file and one config.
