@@ -71,6 +71,9 @@ def run_benchmark(methods: Sequence[str], datasets: Sequence[str], seeds: Sequen
                   data_dir: str | None = None, isolate: bool = True, echo=print,
                   encoder_params: dict[str, Any] | None = None, cache: bool = True) -> list[dict[str, Any]]:
     """Run every combination, appending each record to ``out`` (JSONL) as it finishes."""
+    for what, values in (("--methods", methods), ("--datasets", datasets), ("--seeds", seeds)):
+        if not values:
+            raise DeepclustError(f"{what} names nothing: give at least one, separated by commas")
     for m in methods:
         get_method_info(m)
     from deepclust.encoders import get_encoder

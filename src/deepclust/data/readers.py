@@ -9,6 +9,7 @@ pre-allocated float32 array.
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,7 @@ def read_array(path: Path) -> Dataset:
                 y = npz[label_key] if label_key else None
     except DeepclustError:
         raise
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise DeepclustError(f"cannot read {path} as a NumPy file: {exc}") from exc
     if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
         raise DeepclustError(f"{path} must hold numbers, got values of type {X.dtype}")
