@@ -131,6 +131,9 @@ def run_clustering(
     seconds["features"] = time.perf_counter() - t0
     check_not_constant(X, name=ds.meta.name)
 
+    for key, option in (("n_clusters", "-k/--n-clusters"), ("random_state", "--seed"), ("device", "--device")):
+        if key in (params or {}):
+            raise DeepclustError(f"--param {key}=… is not taken: give it with {option}")
     all_params = {**(params or {}), "n_clusters": k, "random_state": seed, "device": str(device)}
     seed_everything(seed)
     if dev.type == "cuda":

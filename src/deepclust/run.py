@@ -19,7 +19,7 @@ import numpy as np
 from deepclust.errors import DeepclustError
 from deepclust.output import holding_out_lock
 from deepclust.training import interrupts_abort
-from deepclust.validation import check_seed
+from deepclust.validation import as_float_array, check_seed
 
 #: range of k searched by ``--k auto`` (inclusive)
 DEFAULT_K_RANGE = (2, 25)
@@ -193,7 +193,7 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
     if enc == "standardized" and modality not in ("table", "array"):
         raise DeepclustError(f"the standardized encoder is for tables and arrays, not {modality} input")
     if enc == "standardized":  # z-scored copy for clustering; the report explains in the original units
-        X = np.asarray(ds.X, dtype=np.float32).reshape(len(ds), -1)
+        X = as_float_array(np.asarray(ds.X).reshape(len(ds), -1), name=ds.meta.name)
         sd = X.std(0)
         fit_ds = Dataset(((X - X.mean(0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32), ds.y, ds.meta, ds.extra)
     fit_enc = "raw" if enc == "standardized" else enc

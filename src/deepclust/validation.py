@@ -25,6 +25,8 @@ def as_float_array(X: ArrayLike, *, name: str = "X", min_dims: int = 2, max_dims
         arr = np.asarray(X)
     except (ValueError, TypeError) as exc:
         raise DeepclustError(f"{name} could not be read as a numeric array: {exc}") from exc
+    if np.iscomplexobj(arr):
+        raise DeepclustError(f"{name} holds complex numbers; pass real values (e.g. the magnitude np.abs(X))")
     if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DeepclustError(f"{name} must be numeric, got values of type {arr.dtype}")
     if arr.ndim == 1 and min_dims <= 2:

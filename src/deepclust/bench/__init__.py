@@ -95,6 +95,9 @@ def run_benchmark(methods: Sequence[str], datasets: Sequence[str], seeds: Sequen
     from deepclust.runtime import choose_threads
     from deepclust.validation import check_seed
 
+    for what, values in (("--methods", methods), ("--datasets", datasets), ("--seeds", seeds)):
+        if not values:
+            raise DeepclustError(f"{what} names nothing: give at least one, separated by commas")
     for s in seeds:
         check_seed(s)
     choose_threads(threads)  # a bad value fails here, not in every worker

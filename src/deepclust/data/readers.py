@@ -13,6 +13,7 @@ import gzip
 import io
 import json
 import warnings
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,7 +114,7 @@ def read_array(path: Path) -> Dataset:
                 y = npz[label_key] if label_key else None
     except DeepclustError:
         raise
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         if "allow_pickle" in str(exc) or "pickled" in str(exc):
             raise DeepclustError(f"{path} holds Python objects (pickled data), which deepclust does not load: "
                                  "loading them can run code; save a numeric array instead") from exc
