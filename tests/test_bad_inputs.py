@@ -296,6 +296,7 @@ def test_cli_bad_input(argv: list[str], fragments: list[str], user_dir: Path, tm
     home.mkdir()
     (home / "diary.txt").write_text("private")
     monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DEEPCLUST_CACHE", str(tmp_path.parent / f"{tmp_path.name}-cache"))  # locks live there
     out = tmp_path / "out"
     before = {"user": _tree_digest(user_dir), "tmp": _tree_digest(tmp_path)}
     try:
