@@ -92,14 +92,17 @@ class N2D(AutoencoderClusterer):
     def _fit(self, X: np.ndarray) -> None:
         if int(self.n_neighbors) >= len(X):
             raise DeepclustError(f"n_neighbors ({self.n_neighbors}) must be smaller than the number of samples "
-                                 f"({len(X)})")
+                                 f"(n_samples={len(X)})")
         dev, seed, _, Xt = self._start_fit(X)
         import umap
 
         t0 = time.perf_counter()
         Z = self._embed_scaled(Xt).cpu().numpy()
-        reducer = umap.UMAP(n_components=int(self.umap_dim or self.n_clusters), n_neighbors=int(self.n_neighbors),
-                            min_dist=float(self.min_dist), metric=self.umap_metric, random_state=seed)
+        dim = int(self.umap_dim or self.n_clusters)
+        # umap-learn's spectral start needs n > dim + 2 (its own rule for small graph components: n >= 2·dim)
+        init = "spectral" if len(Z) >= max(2 * dim, dim + 3) else "random"
+        reducer = umap.UMAP(n_components=dim, n_neighbors=int(self.n_neighbors), min_dist=float(self.min_dist),
+                            metric=self.umap_metric, init=init, random_state=seed)
         with keep_torch_threads():
             U = reducer.fit_transform(Z).astype(np.float32)
         self.timings_["umap"] = time.perf_counter() - t0
