@@ -70,8 +70,11 @@ def read_array(path: Path) -> Dataset:
                 y = npz[label_key] if label_key else None
     except DeepclustError:
         raise
-    except (ValueError, OSError, EOFError) as exc:
+    except Exception as exc:  # a damaged header or archive: numpy and zipfile raise many types
         raise DeepclustError(f"cannot read {path} as a NumPy file: {exc}") from exc
+    if X.ndim == 0 or (y is not None and y.ndim != 1):
+        raise DeepclustError(f"{path} must hold an array of samples (and 1-D labels), got shapes {X.shape}"
+                             + (f" and {y.shape}" if y is not None else ""))
     if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
         raise DeepclustError(f"{path} must hold numbers, got values of type {X.dtype}")
     class_names = None
@@ -255,8 +258,12 @@ def read_jsonl(path: Path, *, text_column: str | None = None, label_column: str 
                 if labels is not None:
                     if label_column not in record:
                         raise DeepclustError(f"{path} line {number} has no {label_column!r} field")
-                    labels.append(record[label_column])
-    except json.JSONDecodeError as exc:
+                    label = record[label_column]
+                    if not isinstance(label, (str, int, float)):  # bool is an int
+                        raise DeepclustError(f"{path} line {number}: the {label_column!r} field must be a string "
+                                             f"or a number, got {json.dumps(label)[:40]}")
+                    labels.append(label)
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise DeepclustError(f"cannot read {path} as JSON Lines: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise DeepclustError(f"cannot read {path}: {exc}") from exc
