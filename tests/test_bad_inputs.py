@@ -134,7 +134,7 @@ READ_CASES: list[tuple[str, str, list[str]]] = [
     ("string-npy", "{d}/strings.npy", ["number"]),
     ("object-npy", "{d}/objects.npy", ["objects.npy"]),
     ("empty-npy", "{d}/empty.npy", ["empty"]),
-    ("no-features-npy", "{d}/nofeatures.npy", ["features"]),
+    ("no-features-npy", "{d}/nofeatures.npy", ["feature"]),
     ("five-d-npy", "{d}/five_d.npy", ["dimensions"]),
     ("empty-npz", "{d}/empty.npz", ["empty.npz"]),
     ("ambiguous-npz", "{d}/ambiguous.npz", ["ambiguous.npz"]),

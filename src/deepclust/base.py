@@ -30,6 +30,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.numpy import load_file, save_file
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.utils import TransformerTags
+from sklearn.utils.metaestimators import available_if
 
 from deepclust.errors import DeepclustError
 from deepclust.runtime import versions
@@ -44,6 +47,11 @@ MAX_CONFIG_BYTES = 64 << 20
 #: the most items in one JSON list or object of a config, and the deepest nesting
 MAX_JSON_ITEMS = 1_000_000
 MAX_JSON_DEPTH = 4
+
+
+class NotFittedError(DeepclustError, SklearnNotFittedError):
+    """A model used before ``fit``: a :class:`DeepclustError` for users, and scikit-learn's
+    ``NotFittedError`` for tools that look for it."""
 
 
 class BaseClusterer(ClusterMixin, BaseEstimator):
@@ -62,6 +70,8 @@ class BaseClusterer(ClusterMixin, BaseEstimator):
     #: False for methods that find the number of clusters themselves (e.g. HDBSCAN): fit then
     #: does not check ``n_clusters`` against the data
     _requires_n_clusters: ClassVar[bool] = True
+    #: fewest samples ``fit`` accepts (2 for methods that need neighbours or batch statistics)
+    _min_samples: ClassVar[int] = 1
     #: torch modules (attribute names) whose weights are saved with the model; loading rebuilds
     #: them with :meth:`_build_networks` and then loads the weights
     _networks: ClassVar[tuple[str, ...]] = ()
@@ -70,6 +80,9 @@ class BaseClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X: ArrayLike, y: Any = None) -> "BaseClusterer":
         """Learn the clustering of ``X``; ``y`` is ignored (present for Pipeline compatibility)."""
         X = self._validate_input(X)
+        if X.shape[0] < self._min_samples:
+            raise DeepclustError(f"{type(self).__name__} needs at least {self._min_samples} samples, "
+                                 f"got n_samples={X.shape[0]}")
         if self._requires_n_clusters:
             check_n_clusters(self.n_clusters, X.shape[0])
         self.n_features_in_ = int(np.prod(X.shape[1:]))
@@ -91,10 +104,24 @@ class BaseClusterer(ClusterMixin, BaseEstimator):
         X = self._validate_new_input(X)
         return np.asarray(self._predict_proba(X), dtype=np.float32)
 
+    @available_if(lambda self: self._has_transform())
     def transform(self, X: ArrayLike) -> np.ndarray:
         """Embedding (or distance space) in which the clustering is made."""
         X = self._validate_new_input(X)
         return np.asarray(self._transform(X), dtype=np.float32)
+
+    @available_if(lambda self: self._has_transform())
+    def fit_transform(self, X: ArrayLike, y: Any = None) -> np.ndarray:
+        """Fit and return the embedding of ``X`` (as ``fit(X).transform(X)``)."""
+        return self.fit(X).transform(X)
+
+    def __sklearn_tags__(self):
+        """scikit-learn's description of this estimator: a clusterer; a transformer (float32 out) when it
+        has an embedding or distance space."""
+        tags = super().__sklearn_tags__()
+        if self._has_transform():
+            tags.transformer_tags = TransformerTags(preserves_dtype=["float32"])
+        return tags
 
     def confidence(self, X: ArrayLike) -> np.ndarray:
         """Probability of the assigned cluster for every sample."""
@@ -114,7 +141,12 @@ class BaseClusterer(ClusterMixin, BaseEstimator):
         return self._predict_proba(X).argmax(axis=1)
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
-        raise DeepclustError(f"{type(self).__name__} has no transform")
+        raise NotImplementedError
+
+    @classmethod
+    def _has_transform(cls) -> bool:
+        """Whether the method implements :meth:`_transform` (else ``transform`` is not an attribute)."""
+        return cls._transform is not BaseClusterer._transform
 
     @property
     def n_clusters_(self) -> int:
@@ -126,16 +158,20 @@ class BaseClusterer(ClusterMixin, BaseEstimator):
     def _validate_new_input(self, X: ArrayLike) -> np.ndarray:
         self._check_is_fitted()
         X = self._validate_input(X)
+        self._check_n_features(X)
+        return X
+
+    def _check_n_features(self, X: np.ndarray) -> None:
         shape = tuple(int(s) for s in X.shape[1:])
         if int(np.prod(shape)) != self.n_features_in_:
             raise DeepclustError(
-                f"X has samples of shape {shape} but the model was fitted on samples of shape {self.input_shape_}"
+                f"X has {int(np.prod(shape))} features, but {type(self).__name__} is expecting {self.n_features_in_} "
+                f"features as input (samples of shape {shape}; the model was fitted on shape {self.input_shape_})"
             )
-        return X
 
     def _check_is_fitted(self) -> None:
         if not hasattr(self, "n_features_in_"):
-            raise DeepclustError(f"this {type(self).__name__} is not fitted yet: call fit(X) first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit(X) first")
 
     # ------------------------------------------------------------------ save / load
     def _get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -10,3 +10,8 @@ from __future__ import annotations
 
 class DeepclustError(ValueError):
     """A problem with the user's input or settings, with a message that says how to fix it."""
+
+
+class DeepclustTypeError(DeepclustError, TypeError):
+    """A :class:`DeepclustError` for values of the wrong type (e.g. a dict inside X); also a
+    :class:`TypeError`, as scikit-learn's input checks raise for such values."""

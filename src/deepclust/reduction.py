@@ -41,8 +41,10 @@ def umap_layout(X: np.ndarray, *, n_components: int = 10, n_neighbors: int = 15,
     key = f"{fingerprint_data(X)}:{n_components}:{n_neighbors}:{min_dist}:{metric}:{random_state}"
     if random_state is not None and key in _LAST:
         return _LAST[key].copy()
+    # umap-learn's spectral start needs n > dim + 2 (its own rule for small graph components: n >= 2·dim)
+    init = "spectral" if len(X) >= max(2 * n_components, n_components + 3) else "random"
     reducer = umap.UMAP(n_components=int(n_components), n_neighbors=int(n_neighbors), min_dist=float(min_dist),
-                        metric=metric, random_state=random_state)
+                        metric=metric, init=init, random_state=random_state)
     with keep_torch_threads(), warnings.catch_warnings():  # numba resets torch's thread count
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded: one thread
         layout = reducer.fit_transform(X).astype(np.float32)

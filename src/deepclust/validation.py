@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+import scipy.sparse
 import torch
 
-from deepclust.errors import DeepclustError
+from deepclust.errors import DeepclustError, DeepclustTypeError
 
 ArrayLike = Any  # np.ndarray | torch.Tensor | sequence
 
@@ -15,24 +16,33 @@ ArrayLike = Any  # np.ndarray | torch.Tensor | sequence
 def as_float_array(X: ArrayLike, *, name: str = "X", min_dims: int = 2, max_dims: int = 4) -> np.ndarray:
     """Return ``X`` as a finite float32 NumPy array with a sample axis first.
 
-    Accepts NumPy arrays (memory-mapped ones stay mapped when already float32), torch tensors and
-    nested sequences. Raises :class:`DeepclustError` for empty input, the wrong number of
-    dimensions, non-numeric values, NaN or infinity.
+    Accepts NumPy arrays (memory-mapped ones stay mapped when already float32), torch tensors,
+    nested sequences and object arrays of numbers. Raises :class:`DeepclustError` for empty input,
+    the wrong number of dimensions, sparse, complex or non-numeric values, NaN or infinity
+    (messages follow scikit-learn's ``check_array`` where it has one).
     """
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
+    if scipy.sparse.issparse(X):
+        raise DeepclustError(f"{name} is sparse; sparse input is not supported: pass a dense array "
+                             f"({name}.toarray()) or reduce the dimension first (e.g. TruncatedSVD)")
     try:
         arr = np.asarray(X)
-    except (ValueError, TypeError) as exc:
+        if arr.dtype == object:  # numbers held as Python objects (e.g. from a mixed DataFrame)
+            arr = arr.astype(np.float64)
+    except TypeError as exc:
+        raise DeepclustTypeError(f"{name} could not be read as a numeric array: {exc}") from exc
+    except ValueError as exc:
         raise DeepclustError(f"{name} could not be read as a numeric array: {exc}") from exc
-    if np.iscomplexobj(arr):
-        raise DeepclustError(f"{name} holds complex numbers; pass real values (e.g. the magnitude np.abs(X))")
-    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise DeepclustError(f"{name} holds complex numbers. Complex data not supported: pass the real part, "
+                             "or the real and imaginary parts as separate features")
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
         raise DeepclustError(f"{name} must be numeric, got values of type {arr.dtype}")
     if arr.ndim == 1 and min_dims <= 2:
         raise DeepclustError(
-            f"{name} is 1-D with shape {arr.shape}; pass a 2-D array of shape (n_samples, n_features) "
-            "(use X.reshape(-1, 1) for a single feature)"
+            f"{name} is 1-D with shape {arr.shape}; pass a 2-D array of shape (n_samples, n_features). "
+            "Reshape your data with X.reshape(-1, 1) for a single feature or X.reshape(1, -1) for a single sample"
         )
     if not (min_dims <= arr.ndim <= max_dims):
         raise DeepclustError(
@@ -42,7 +52,7 @@ def as_float_array(X: ArrayLike, *, name: str = "X", min_dims: int = 2, max_dims
     if arr.shape[0] == 0:
         raise DeepclustError(f"{name} is empty: it has no samples")
     if arr.size == 0:
-        raise DeepclustError(f"{name} has no features (shape {arr.shape})")
+        raise DeepclustError(f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required.")
     if arr.dtype == np.float32:
         check_finite(arr, name=name)
         return arr

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from deepclust.errors import DeepclustError
+
 #: environment variable naming the data folder
 DATA_ENV = "DEEPCLUST_DATA"
 
@@ -59,6 +61,10 @@ def resolve_data_dir(data_dir: str | os.PathLike | None = None) -> Path:
 def encode_labels(raw: Any) -> tuple[np.ndarray, list[str]]:
     """Map arbitrary label values to 0..C-1 (sorted, numerically when all are numbers)."""
     values = np.asarray(raw)
+    if values.dtype.kind == "f" and np.isnan(values).any():
+        missing = np.flatnonzero(np.isnan(values))
+        raise DeepclustError(f"{missing.size} labels are missing (the first at sample {missing[0]}); "
+                             "fill them in or drop those samples")
     uniques = np.unique(values)
     try:
         uniques = np.array(sorted(uniques, key=lambda v: float(v)))

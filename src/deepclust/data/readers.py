@@ -114,11 +114,14 @@ def read_array(path: Path) -> Dataset:
                 y = npz[label_key] if label_key else None
     except DeepclustError:
         raise
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+    except Exception as exc:  # a damaged header or archive: numpy and zipfile raise many types
         if "allow_pickle" in str(exc) or "pickled" in str(exc):
             raise DeepclustError(f"{path} holds Python objects (pickled data), which deepclust does not load: "
                                  "loading them can run code; save a numeric array instead") from exc
         raise DeepclustError(f"{path} is not a valid NumPy file: {exc}") from exc
+    if X.ndim == 0 or (y is not None and y.ndim != 1):
+        raise DeepclustError(f"{path} must hold an array of samples (and 1-D labels), got shapes {X.shape}"
+                             + (f" and {y.shape}" if y is not None else ""))
     if X.dtype == object or not (np.issubdtype(X.dtype, np.number) or X.dtype == bool):
         raise DeepclustError(f"{path} must hold numbers, got values of type {X.dtype}")
     class_names = None
@@ -352,7 +355,13 @@ def read_table(path: Path, *, label_column: str | None = None, keep_columns: Seq
                 example = chunk[col].dropna().iloc[0] if chunk[col].notna().any() else ""
                 raise DeepclustError(f"{path}: column {col!r} is not numeric (e.g. {example!r}); drop it, encode it, "
                                      "or name it with --label-column / --text-column")
-        X[start:start + len(chunk)] = chunk[features].to_numpy(dtype=np.float32)
+        block = chunk[features].to_numpy(dtype=np.float64)
+        with np.errstate(over="ignore"):  # values beyond float32's range: reported just below
+            X[start:start + len(chunk)] = block
+        overflow = (np.isfinite(block) & ~np.isfinite(X[start:start + len(chunk)])).any(axis=1)
+        if overflow.any():
+            raise DeepclustError(f"{path}: data row {start + int(np.argmax(overflow)) + 1} holds values too large "
+                                 f"for float32 (the largest is {np.finfo(np.float32).max:.3g}); rescale them")
         if label_column is not None:
             labels.extend(chunk[label_column].tolist())
         for col in keep_columns:
@@ -450,7 +459,13 @@ def read_jsonl(path: Path, *, text_column: str | None = None, label_column: str 
                 if labels is not None:
                     if label_column not in record:
                         raise DeepclustError(f"{path} line {number} has no {label_column!r} field")
-                    labels.append(record[label_column])
+                    label = record[label_column]
+                    if not isinstance(label, (str, int, float)):  # bool is an int
+                        raise DeepclustError(f"{path} line {number}: the {label_column!r} field must be a string "
+                                             f"or a number, got {json.dumps(label)[:40]}")
+                    labels.append(label)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise DeepclustError(f"cannot read {path} as JSON Lines: {exc}") from exc
     except (OSError, UnicodeDecodeError) as exc:
         raise DeepclustError(f"cannot read {path}: {exc}") from exc
     return _text_dataset(path, texts, labels)

@@ -34,6 +34,12 @@ def _flat(X: np.ndarray) -> np.ndarray:
     return X.reshape(X.shape[0], -1)
 
 
+def _flat64(X: np.ndarray) -> np.ndarray:
+    """Samples as float64 vectors: EM and the posterior in double precision, so that the saved
+    (float64) parameters give back exactly the same predictions."""
+    return _flat(X).astype(np.float64)
+
+
 def _nearest(X: np.ndarray, centers: np.ndarray, metric: str = "euclidean") -> np.ndarray:
     """Index of the nearest row of ``centers`` for every row of ``X`` (chunked; no n×k matrix for big n)."""
     if metric == "euclidean":
@@ -95,8 +101,9 @@ class GaussianMixture(BaseClusterer):
     ``covariance_type`` is ``"full"`` (default), ``"tied"``, ``"diag"`` or ``"spherical"``; the
     other parameters are scikit-learn's. ``predict_proba`` gives the posterior responsibilities,
     ``predict`` their arg-max; there is no ``transform``. ``labels_`` are the predictions on the
-    training data. The fitted ``weights_``, ``means_``, ``covariances_``, ``precisions_cholesky_``
-    are saved, so a reloaded model predicts identically.
+    training data. EM runs in float64 (a float64 copy of ``X``); the fitted ``weights_``, ``means_``,
+    ``covariances_``, ``precisions_cholesky_`` are saved in float64, so a reloaded model predicts
+    bit-identically.
 
     A full covariance on d features costs O(n·k·d²) per EM step: for raw images (d = 784) prefer
     ``"diag"`` or reduce the dimension first.
@@ -133,7 +140,7 @@ class GaussianMixture(BaseClusterer):
         gmm = self._make()
         t0 = time.perf_counter()
         try:
-            gmm.fit(_flat(X))
+            gmm.fit(_flat64(X))
         except ValueError as exc:  # e.g. ill-defined covariance: say what to change
             raise DeepclustError(f"GaussianMixture could not be fitted: {exc} "
                                  "(try covariance_type='diag' or a larger reg_covar)") from exc
@@ -144,7 +151,7 @@ class GaussianMixture(BaseClusterer):
             setattr(self, name, getattr(gmm, name))
         self.converged_ = bool(self.converged_)
         self.lower_bound_ = float(self.lower_bound_)
-        self.labels_ = gmm.predict(_flat(X)).astype(np.int64)
+        self.labels_ = gmm.predict(_flat64(X)).astype(np.int64)
         self.timings_ = {"fit": t1 - t0, "labels": time.perf_counter() - t1}
 
     def _model(self):
@@ -160,10 +167,10 @@ class GaussianMixture(BaseClusterer):
         return self._gmm
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        return self._model().predict(_flat(X))
+        return self._model().predict(_flat64(X))
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
-        return self._model().predict_proba(_flat(X))
+        return self._model().predict_proba(_flat64(X))
 
 
 

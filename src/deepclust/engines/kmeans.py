@@ -692,9 +692,7 @@ class MiniBatchKMeans(_KMeansPredictMixin, BaseClusterer):
                 self.timings_ = {"init": 0.0, "iterations": 0.0, "labels": 0.0}
                 self.n_iter_ = 0
                 self._init_state(X, _check_random_state(self.random_state), dev)
-        if int(np.prod(X.shape[1:])) != self.n_features_in_:
-            raise DeepclustError(f"X has samples of shape {tuple(X.shape[1:])} but the model was fitted on "
-                                 f"samples of shape {self.input_shape_}")
+        self._check_n_features(X)
         rng = self._rng
         t0 = time.perf_counter()
         bs = int(self.batch_size)

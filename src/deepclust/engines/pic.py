@@ -98,7 +98,8 @@ class PathIntegralClustering(_NearestCentroid, BaseClusterer):
     Parameters
     ----------
     n_clusters : number of clusters.
-    n_neighbors : K of the K-nearest-neighbour graph (20 in the paper and in DEPICT's code).
+    n_neighbors : K of the K-nearest-neighbour graph (20 in the paper and in DEPICT's code); on
+        fewer than K + 1 points, every other point is a neighbour.
     a : scale of σ² relative to the mean squared neighbour distance (1).
     z : discount of longer paths, ``(I − zP)⁻¹`` (0.01).
     min_cluster_size : groups smaller than this are outliers, not clusters (1: plain AC-PIC). The
@@ -128,9 +129,10 @@ class PathIntegralClustering(_NearestCentroid, BaseClusterer):
         n = Xf.shape[0]
         if k > n:
             raise DeepclustError(f"n_clusters={k} is larger than the number of samples ({n})")
-        K = int(self.n_neighbors)
-        if not 1 <= K < n:
-            raise DeepclustError(f"n_neighbors must be between 1 and n - 1 = {n - 1}, got {self.n_neighbors!r}")
+        if isinstance(self.n_neighbors, bool) or not isinstance(self.n_neighbors, (int, np.integer)) \
+                or self.n_neighbors < 1:
+            raise DeepclustError(f"n_neighbors must be a whole number >= 1, got {self.n_neighbors!r}")
+        K = min(int(self.n_neighbors), n - 1)  # fewer points than neighbours: all the others
         if not 0 < float(self.z) < 1 or not float(self.a) > 0:
             raise DeepclustError(f"z must be in (0, 1) and a > 0, got z={self.z!r}, a={self.a!r}")
         min_size = int(self.min_cluster_size)
@@ -138,9 +140,13 @@ class PathIntegralClustering(_NearestCentroid, BaseClusterer):
             raise DeepclustError(f"min_cluster_size must be between 1 and n / n_clusters = {n // k}, "
                                  f"got {self.min_cluster_size!r}")
         t0 = time.perf_counter()
-        targets, weights = transition_graph(Xf, K, float(self.a))
-        t1 = time.perf_counter()
-        labels = self._merge(targets, weights, k, float(self.z), min_size)
+        if n == 1:  # a single point is a single cluster; there is no graph to build
+            t1 = t0
+            labels, self.n_initial_clusters_ = np.zeros(1, dtype=np.int64), 1
+        else:
+            targets, weights = transition_graph(Xf, K, float(self.a))
+            t1 = time.perf_counter()
+            labels = self._merge(targets, weights, k, float(self.z), min_size)
         t2 = time.perf_counter()
         self.cluster_centers_ = centroids(Xf, labels, k)
         outliers = labels < 0  # groups below min_cluster_size join the nearest cluster centroid

@@ -45,19 +45,19 @@ class SelfLabelClusterer(BaseClusterer):
     rebuilt by ``_build_networks(input_shape)``) in ``_networks``."""
 
     _max_input_dims = 2
+    _min_samples = 2  # neighbours, batch normalisation
     #: the name users know the method by, for messages
     _display_name: ClassVar[str] = ""
 
     # ------------------------------------------------------------------ input
     def _validate_input(self, X: ArrayLike) -> np.ndarray:
-        arr = X.detach().cpu().numpy() if isinstance(X, torch.Tensor) else np.asarray(X) if not \
-            isinstance(X, np.ndarray) else X
-        if getattr(arr, "ndim", 2) > self._max_input_dims:
+        X = as_float_array(X, max_dims=max(4, self._max_input_dims))
+        if X.ndim > self._max_input_dims:
             raise DeepclustError(
                 f"{self._display_name or type(self).__name__} clusters embeddings of shape (n_samples, n_features); "
-                f"got an array of shape {arr.shape}. Compute embeddings first (a pretrained encoder), "
+                f"got an array of shape {X.shape}. Compute embeddings first (a pretrained encoder), "
                 "or flatten the samples with X.reshape(len(X), -1)")
-        return as_float_array(arr, max_dims=self._max_input_dims)
+        return X
 
     def _check_common(self) -> None:
         for name in ("epochs", "batch_size"):

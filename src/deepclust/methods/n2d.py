@@ -94,7 +94,7 @@ class N2D(AutoencoderClusterer):
     def _fit(self, X: np.ndarray) -> None:
         if int(self.n_neighbors) >= len(X):
             raise DeepclustError(f"n_neighbors ({self.n_neighbors}) must be smaller than the number of samples "
-                                 f"({len(X)})")
+                                 f"(n_samples={len(X)})")
         dev, seed, _, Xt = self._start_fit(X)
         t0 = time.perf_counter()
         Z = self._embed_scaled(Xt).cpu().numpy()

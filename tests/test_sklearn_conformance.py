@@ -1,0 +1,66 @@
+"""Every method of the catalogue passes scikit-learn's estimator checks (``check_estimator``).
+
+Deep methods run with a tiny schedule (a few epochs, nets of a few units) so the checks stay
+fast; the checks look at the API (cloning, parameters, input validation, n_features_in_,
+not-fitted errors, dtypes, sparse and complex input, pickling, fit_predict == labels_ ...) and, in
+``check_clustering``, that three well-separated blobs are found (ARI > 0.4).
+
+We skip no check: every method passes all of them. (scikit-learn itself skips its array-API
+checks unless SCIPY_ARRAY_API=1 is set; deepclust computes in NumPy/torch, not the array API.)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from deepclust.errors import DeepclustError
+from deepclust.methods import METHODS, make_method
+
+_AE = dict(hidden_dims=(8, 8, 16), embedding_dim=2, pretrain_epochs=2, batch_size=16, device="cpu")
+_SELF_LABEL = dict(epochs=2, device="cpu")
+#: the tiny settings of each deep method (the classical engines run with their defaults)
+TINY: dict[str, dict] = {
+    "ae-kmeans": dict(_AE, kmeans_n_init=1),
+    "dec": dict(_AE, kmeans_n_init=1, update_interval=5, max_iter=10),
+    "idec": dict(_AE, kmeans_n_init=1, update_interval=5, max_iter=10),
+    "n2d": dict(_AE, n_neighbors=5, pretrain_epochs=30),  # 2 epochs do not separate the three blobs
+    "depict": dict(pretrain_epochs=2, warmup_epochs=1, cluster_epochs=1, batch_size=16, channels=(4, 4),
+                   hidden_dims=(8, 8, 16), kmeans_n_init=1, device="cpu"),
+    "sela": dict(_SELF_LABEL, n_label_updates=1, n_neighbors=5),
+    "scan": dict(_SELF_LABEL, selflabel_epochs=1, n_neighbors=5, n_heads=1, batch_size=16),
+    "deepcluster": dict(_SELF_LABEL, hidden_dims=(8, 8), feature_dim=8, pca_dim=4),
+    "clusterfit": dict(_SELF_LABEL, hidden_dims=(8, 8), feature_dim=8, pca_dim=4),
+}
+ESTIMATORS = [make_method(name, **TINY.get(name, {})) for name in METHODS]
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_every_method_is_checked():
+    assert sorted(type(e).__name__ for e in ESTIMATORS) == sorted(
+        info.target.partition(":")[2] for info in METHODS.values())
+    assert set(TINY) == {name for name, info in METHODS.items() if info.deep}
+
+
+@parametrize_with_checks(ESTIMATORS)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("estimator", ESTIMATORS[:1] + [e for e in ESTIMATORS if type(e).__name__ == "DEC"],
+                         ids=lambda e: type(e).__name__)
+def test_not_fitted_error_is_both_ours_and_sklearns(estimator):
+    with pytest.raises(DeepclustError, match="not fitted") as info:
+        clone(estimator).predict(np.zeros((2, 3)))
+    assert isinstance(info.value, SklearnNotFittedError)
+
+
+def test_transform_only_where_the_method_has_one():
+    by_name = dict(zip(METHODS, ESTIMATORS))
+    assert not hasattr(by_name["gmm"], "transform") and not hasattr(by_name["hdbscan"], "transform")
+    assert hasattr(by_name["kmeans"], "transform") and hasattr(by_name["dec"], "transform")
