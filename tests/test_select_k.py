@@ -19,7 +19,7 @@ def _blobs(k: int, per: int, seed: int) -> np.ndarray:
 
 @pytest.mark.parametrize("k, per, min_size", [(3, 100, 30), (40, 40, 30), (120, 25, 15)])
 def test_k_found_on_blobs_with_log_fits(k: int, per: int, min_size: int) -> None:
-    sel = select_k(_blobs(k, per, seed=k), min_cluster_size=min_size, random_state=0)
+    sel = select_k(_blobs(k, per, seed=k), criteria=CRITERIA, min_cluster_size=min_size, random_state=0)
     assert sel.choices == {c: k for c in CRITERIA}, sel.choices
     assert sel.k == k
     k_max = sel.extra["k_max"]
@@ -55,7 +55,7 @@ def test_deterministic_subsampled_and_round_trips() -> None:
 
 
 def test_median_rule_is_the_middle_choice() -> None:
-    sel = select_k(_blobs(5, 60, seed=2), (2, 8), rule="median", random_state=0)
+    sel = select_k(_blobs(5, 60, seed=2), (2, 8), criteria=CRITERIA, rule="median", random_state=0)
     assert sel.k == sorted(sel.choices.values())[1]
 
 
