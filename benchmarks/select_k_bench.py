@@ -118,7 +118,7 @@ def main() -> None:
                "k_values": sel.k_values, "curves": sel.to_dict()["curves"], "n_samples_used": sel.n_samples_used,
                "reduction": sel.extra["reduction"], "seconds": round(wall, 2), "cpu_seconds": round(cpu, 2), "criterion_seconds": sel.seconds,
                "seed": args.seed, "device": "cpu, 1 torch thread", "versions": versions(),
-               "note": "2 CPU cores shared with other jobs (load average 4-10): timings are indicative"}
+               "note": "2 CPU cores shared with other jobs (load average 4-16): timings are indicative"}
         with open(args.out, "a") as fh:
             fh.write(json.dumps(rec) + "\n")
         print(f"{name}: true k {true_k}, {choices}, {wall:.0f}s", flush=True)

@@ -35,10 +35,10 @@ Criteria (each gives its own choice; all share step 1):
 The final k is the choice of ``rule`` (default ``"silhouette"``), or with ``rule="median"`` the
 median of the three choices (the lower middle one for an even count), a consensus that one
 criterion going astray cannot move. The default was chosen by the aggregate only: the four rules
-were measured once, with this procedure fixed, on 15 of the 17 benchmark sets
+were measured once, with this procedure fixed, on the 17 benchmark sets
 (``benchmarks/select_k_bench.py``, ``benchmarks/results/select-k-v2.jsonl``; labels only score it),
-and the silhouette had the most sets right (3: digits, optdigits, CLINC150; BIC 0, HDBSCAN 1,
-median 0). That is far from good: on raw pixels it merges classes (6 of 10 on MNIST), BIC splits
+and the silhouette had the most sets right (4: digits, optdigits, biomedical, CLINC150; BIC 0,
+HDBSCAN 1, median 0). That is far from good: on raw pixels it merges classes (6 of 10 on MNIST), BIC splits
 them (28–40), and no rule here is right on most sets. Deterministic for a given ``random_state``.
 """
 
