@@ -165,10 +165,23 @@ def table_clustpy(records: Records) -> str:
     return "\n".join(lines)
 
 
-def table_select_k(records: Records) -> str:
-    from select_k_bench import table_of
+V1_CRITERIA = ("ppp", "umap_silhouette", "bic", "gap", "eigengap")  # the v1 vote's (select-k.jsonl)
 
-    return table_of(records)
+
+def table_select_k(records: Records) -> str:
+    """The v1 k-selection records (the five-criterion vote): per set the chosen k, each criterion's k
+    (bold where it is the true k), ACC/NMI and seconds, and how often each found the true k."""
+    head = ("| dataset | n | true k | chosen k | " + " | ".join(V1_CRITERIA) + " | ACC | NMI | choosing k (s) | "
+            "run total (s) |\n|---|---:|---:|---:|" + "---:|" * len(V1_CRITERIA) + "---:|---:|---:|---:|")
+    rows = []
+    for r in records:
+        ch = " | ".join(("**%d**" if r["choices"][c] == r["true_k"] else "%d") % r["choices"][c] for c in V1_CRITERIA)
+        rows.append(f"| {r['dataset']} | {r['n_samples']:,} | {r['true_k']} | "
+                    f"{'**%d**' % r['chosen_k'] if r['found_true_k'] else r['chosen_k']} | {ch} | "
+                    f"{r['acc']:.3f} | {r['nmi']:.3f} | {r['seconds']['select_k']:.0f} | {r['wall_seconds']:.0f} |")
+    hits = " | ".join(f"{sum(r['choices'][c] == r['true_k'] for r in records)}/{len(records)}" for c in V1_CRITERIA)
+    rows.append(f"| **true k found** | | | {sum(r['found_true_k'] for r in records)}/{len(records)} | {hits} | | | | |")
+    return "\n".join([head, *rows])
 
 
 def _gpu(records: Records, steps: Callable[[str], bool]) -> Records:

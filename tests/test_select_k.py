@@ -1,44 +1,74 @@
-"""Choosing k without labels: every criterion finds k on well-separated blobs, deterministically."""
+"""Choosing k without labels: found on well-separated blobs from 3 to 120 clusters, in O(log k) fits."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
 
 from deepclust.errors import DeepclustError
-from deepclust.select_k import CRITERIA, KSelection, select_k, vote
+from deepclust.select_k import CRITERIA, KSelection, grid, k_limit, refine, select_k
 
 
-@pytest.mark.parametrize("k", [4, 7])
-def test_every_criterion_finds_k_on_blobs(k: int) -> None:
-    X, _ = make_blobs(400, centers=k, n_features=6, cluster_std=0.8, center_box=(-12, 12), random_state=k)
-    sel = select_k(X, (2, 9), random_state=0)
-    assert set(sel.choices) == set(CRITERIA)
+def _blobs(k: int, per: int, seed: int) -> np.ndarray:
+    X, _ = make_blobs(k * per, centers=k, n_features=10, cluster_std=1.0, center_box=(-40, 40), random_state=seed)
+    return X
+
+
+@pytest.mark.parametrize("k, per, min_size", [(3, 100, 30), (40, 40, 30), (120, 25, 15)])
+def test_k_found_on_blobs_with_log_fits(k: int, per: int, min_size: int) -> None:
+    sel = select_k(_blobs(k, per, seed=k), criteria=CRITERIA, min_cluster_size=min_size, random_state=0)
     assert sel.choices == {c: k for c in CRITERIA}, sel.choices
     assert sel.k == k
-    assert sel.k_values == list(range(2, 10))
+    k_max = sel.extra["k_max"]
+    assert k_max == k_limit(k * per, min_size) and k_max > k  # the range follows the data, beyond the truth
+    # coarse grid plus bisection of the two gaps beside the best: O(log k_max) fits, not one per k
+    assert sel.extra["n_fits"] <= len(grid(2, k_max)) + 2 * math.ceil(math.log2(k_max)), sel.extra
+    if k_max > 50:
+        assert sel.extra["n_fits"] < k_max / 2
     assert all(len(curve) == len(sel.k_values) for curve in sel.curves.values())
 
 
+def test_refine_finds_the_peak_in_log_evaluations() -> None:
+    calls: list[int] = []
+
+    def score(k: int) -> float:
+        calls.append(k)
+        return -abs(k - 137)
+
+    ks = grid(2, 400)
+    assert ks[:8] == [2, 3, 4, 5, 6, 8, 10, 12] and ks[-1] == 400
+    assert refine(score, ks, {}) == 137
+    assert len(calls) == len(set(calls)) <= len(ks) + 2 * math.ceil(math.log2(400))
+
+
 def test_deterministic_subsampled_and_round_trips() -> None:
-    X, _ = make_blobs(900, centers=3, n_features=4, random_state=1)
-    a = select_k(X, (2, 6), criteria=("ppp", "bic", "gap"), max_samples=300, random_state=3)
-    b = select_k(X, (2, 6), criteria=("ppp", "bic", "gap"), max_samples=300, random_state=3)
-    assert a.n_samples_used == 300 and a.curves == b.curves and a.k == b.k == 3
+    X = _blobs(4, 300, seed=1)
+    a = select_k(X, (2, 9), criteria=("silhouette", "hdbscan"), rule="silhouette", max_samples=600, random_state=3)
+    b = select_k(X, (2, 9), criteria=("silhouette", "hdbscan"), rule="silhouette", max_samples=600, random_state=3)
+    assert a.n_samples_used == 600 and a.curves == b.curves and a.k == b.k == 4
+    assert set(a.k_values) <= set(range(2, 10))
     again = KSelection.from_dict(a.to_dict())
     assert again.k == a.k and again.choices == a.choices
 
 
-def test_vote_and_tie_break() -> None:
-    assert vote({"a": 3, "b": 3, "c": 5}) == 3
-    assert vote({"a": 3, "b": 5}, tie_break=[5, 3]) == 5
+def test_median_rule_is_the_middle_choice() -> None:
+    sel = select_k(_blobs(5, 60, seed=2), (2, 8), criteria=CRITERIA, rule="median", random_state=0)
+    assert sel.k == sorted(sel.choices.values())[1]
+
+
+def test_k_limit_grows_with_the_data() -> None:
+    assert k_limit(1797) == 59 and k_limit(6000) == 200 and k_limit(10) == 2
 
 
 def test_bad_inputs() -> None:
     X = np.random.default_rng(0).normal(size=(50, 3))
     with pytest.raises(DeepclustError, match="criteria"):
         select_k(X, (2, 4), criteria=("elbow",))
+    with pytest.raises(DeepclustError, match="rule"):
+        select_k(X, (2, 4), criteria=("silhouette",), rule="bic")
     with pytest.raises(DeepclustError, match=">= 2"):
         select_k(X, (1, 4))
     with pytest.raises(DeepclustError, match="too few"):

@@ -21,8 +21,9 @@ from deepclust.output import holding_out_lock
 from deepclust.training import interrupts_abort
 from deepclust.validation import as_float_array, check_seed
 
-#: range of k searched by ``--k auto`` (inclusive)
-DEFAULT_K_RANGE = (2, 25)
+#: range of k searched by ``--k auto`` (inclusive); None: 2 … a limit that grows with the data
+#: (:func:`deepclust.select_k.k_limit`: 200 from 6,000 samples on)
+DEFAULT_K_RANGE: tuple[int, int] | None = None
 
 
 def _installed(*modules: str) -> bool:
@@ -151,7 +152,7 @@ def range_edge_note(k: int, lo: int, hi: int) -> str:
 def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = None, encoder: str | None = None,
         seed: int = 0, device: str = "auto", overwrite: bool = False, data_dir: str | None = None,
         read_kwargs: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
-        k_range: tuple[int, int] = DEFAULT_K_RANGE, budget_s: float | None = DEFAULT_BUDGET_S,
+        k_range: tuple[int, int] | None = DEFAULT_K_RANGE, budget_s: float | None = DEFAULT_BUDGET_S,
         echo: Callable[[str], None] | None = None) -> RunOutput:
     """Run the whole workflow; see the module notes. ``echo`` receives the human-readable choices."""
     from deepclust.data import Dataset, load_input
@@ -207,13 +208,12 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         from deepclust.select_k import select_k
 
         t0 = time.perf_counter()
-        lo, hi = k_range
-        hi = min(hi, max(2, (len(ds) - 2) // 2))
-        if hi < lo:
+        if len(ds) < 6:
             raise DeepclustError(f"{len(ds)} samples are too few to choose k automatically; give --k")
-        selection = select_k(X, (lo, hi), random_state=seed, device=device)
+        selection = select_k(X, k_range, random_state=seed, device=device)
         n_clusters = selection.k
         seconds["select_k"] = time.perf_counter() - t0
+        lo, hi = selection.extra["k_min"], selection.extra["k_max"]
         notes["k"] = (f"{n_clusters}, chosen without labels from k = {lo}…{hi} ({selection.rule}): "
                       + ", ".join(f"{c} → {v}" for c, v in selection.choices.items()))
         say(f"  k = {n_clusters} (auto: " + ", ".join(f"{c} {v}" for c, v in selection.choices.items()) + ")")

@@ -117,11 +117,7 @@ def _select_k(d: dict[str, Any]) -> str:
     ks = sk["k_values"]
     charts = []
     for name, curve in sk["curves"].items():
-        series = {name: curve}
-        if name == "ppp" and "ppp_validation" in sk.get("extra", {}):
-            series = {"PPP": curve, "validation": sk["extra"]["ppp_validation"],
-                      "repeatability": sk["extra"]["ppp_repeatability"]}
-        charts.append(f'<div class="panel">{svg.line_chart(ks, series, title=name.replace("_", " "), mark_x=sk["k"], dot_x=sk["choices"].get(name), x_label="k")}'
+        charts.append(f'<div class="panel">{svg.line_chart(ks, {name: curve}, title=name.replace("_", " "), mark_x=sk["k"], dot_x=sk["choices"].get(name), x_label="k")}'
                       f'<p class="note" style="max-width:300px">{escape(sk.get("descriptions", {}).get(name, ""))}; '
                       f'chooses <b>{sk["choices"].get(name)}</b></p></div>')
     rows = "".join(f"<tr><td>{escape(c)}</td><td class='num'>{k}</td><td class='num'>{sk.get('seconds', {}).get(c, 0):.1f} s</td></tr>"
