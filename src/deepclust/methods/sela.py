@@ -174,6 +174,7 @@ class SeLa(SelfLabelClusterer):
             relabel(0)
         self.pseudo_labels_ = state["labels"].cpu().numpy()
         self.labels_ = self._logits(Xt).argmax(1).cpu().numpy()
+        self._warn_if_collapsed(self.labels_)
         trunk.eval()
         self.history_ = {"train": list(history)}
         self.timings_ = {"train": train_s - state["sinkhorn_s"], "sinkhorn": state["sinkhorn_s"],
