@@ -349,7 +349,7 @@ def test_sela_neighbour_views_break_the_random_fixed_point() -> None:
     recovers them, and keeps revising labels that a frozen split would never change."""
     # high-dimensional, as embeddings are: a random linear split of 800 points is easy to fit
     X, y = make_blobs(800, n_features=64, centers=4, cluster_std=6.0, random_state=1)
-    common = dict(n_clusters=4, epochs=60, n_label_updates=15, device="cpu", random_state=0)
+    common = dict(n_clusters=4, epochs=60, n_label_updates=15, init="random", device="cpu", random_state=0)
     with_views = make_method("sela", augment="neighbors", **common).fit(X)
     without = make_method("sela", augment=None, **common).fit(X)
     assert accuracy(y, with_views.labels_) > 0.95
