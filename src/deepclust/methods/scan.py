@@ -26,6 +26,26 @@ Two kinds of input:
   on a strongly augmented view (:func:`deepclust.augment.strong_view`: four RandAugment operations
   and Cutout, the authors' "ours" augmentation in both steps).
 
+Large k (the paper goes up to 200 classes on ImageNet subsets; as written, k = 150 on CLINC150
+ended with 28 non-empty clusters, one holding 41 × its share). Three label-free changes:
+
+- ``init="kmeans"`` (default; ``"random"`` is the paper's): every head starts from the k-means
+  partition of what it reads (weights = L2-normalised centroids, as DEPICT initialises its head,
+  plus the head's own random initialisation so the heads still differ). From a random start the
+  heads must first leave the uniform prediction, which at lr 1e-4 and many clusters they do by
+  collapsing.
+- ``entropy_mean``: the entropy term is the entropy of the mean assignment, computed in the paper
+  over the batch. With fewer samples per batch than a few per cluster this is a biased estimate
+  (at most log |B| for confident predictions) that rewards soft predictions, so nothing becomes
+  confident. ``"auto"`` keeps the batch mean while a batch holds at least ``BATCH_PER_CLUSTER`` = 5
+  samples per cluster (the paper's CIFAR settings: 6.4–12.8), and otherwise uses a running mean
+  over all the data (:func:`deepclust.losses.scan_loss`).
+- collapse checks (:func:`deepclust.methods._selflabel.collapse`: an empty cluster, or one above
+  5 × n/k): the kept head is the lowest-loss one among the heads that did not collapse;
+  self-labelling stops at the first epoch whose assignment collapses and keeps the head of the
+  epoch before (at large k, clusters without a confident member get no target and empty out);
+  a collapsed final clustering warns.
+
 Hyper-parameters are the paper's (its CIFAR configuration): Adam, lr 1e-4, weight decay 1e-4;
 SCAN step 50 epochs of batch 128 (an epoch visits every sample once as an anchor); self-labelling
 200 epochs of batch 1000; threshold 0.99, class balancing on. At lr 1e-4 the heads need thousands
@@ -73,11 +93,14 @@ class SCAN(SelfLabelClusterer):
     n_neighbors : neighbours mined per sample (20 in the paper).
     n_heads : clustering heads trained at once; the lowest-loss one is kept (10 in the paper).
     entropy_weight : weight of the entropy of the mean assignment (5 in the paper).
+    entropy_mean : where the mean assignment is taken: ``"batch"`` (the paper), ``"running"`` (over all
+        the data, kept up to date) or ``"auto"`` (batch while it holds >= 5 samples per cluster).
     epochs, batch_size : SCAN step (50 epochs of 128 in the paper).
     selflabel_epochs, selflabel_batch_size : self-labelling step (200 epochs of 1000; 0 skips it).
     threshold : confidence above which a prediction becomes a pseudo-label (0.99).
     class_balance : weight the self-labelling cross-entropy by inverse class frequency.
     lr, weight_decay : Adam settings of both steps (1e-4, 1e-4).
+    init : ``"kmeans"`` (heads from the k-means centroids of what they read) or ``"random"`` (the paper).
     knn_backend : ``"auto"`` (faiss on the CPU for large n when installed, else torch), ``"torch"``,
         ``"faiss"``.
     normalize : L2-normalise the rows of X and scale them to norm √d (see deepclust.methods._selflabel).
