@@ -253,7 +253,7 @@ def test_scan_on_images_trains_pretext_backbone_and_heads(tmp_path: Path, one_th
                         selflabel_batch_size=64, threshold=0.6, n_neighbors=5, lr=1e-3,
                         pretext=dict(epochs=15, width=8, batch_size=64), random_state=0).fit(X)
     assert accuracy(y, model.labels_) > 0.9
-    assert set(model.timings_) == {"pretext", "knn", "scan", "selflabel"}
+    assert set(model.timings_) == {"pretext", "knn", "init", "scan", "selflabel"}
     assert len(model.history_["pretext"]) == 15 and model.history_["selflabel"][-1]["confident"] > 0.5
     assert model.transform(X).shape == (180, 32)  # the backbone's features (4 × width)
     again = load_model(model.save(tmp_path / "scan-images"))
@@ -349,7 +349,7 @@ def test_sela_neighbour_views_break_the_random_fixed_point() -> None:
     recovers them, and keeps revising labels that a frozen split would never change."""
     # high-dimensional, as embeddings are: a random linear split of 800 points is easy to fit
     X, y = make_blobs(800, n_features=64, centers=4, cluster_std=6.0, random_state=1)
-    common = dict(n_clusters=4, epochs=60, n_label_updates=15, device="cpu", random_state=0)
+    common = dict(n_clusters=4, epochs=60, n_label_updates=15, init="random", device="cpu", random_state=0)
     with_views = make_method("sela", augment="neighbors", **common).fit(X)
     without = make_method("sela", augment=None, **common).fit(X)
     assert accuracy(y, with_views.labels_) > 0.95

@@ -47,12 +47,19 @@ def entropy(p: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 
 def scan_loss(anchor_logits: torch.Tensor, neighbor_logits: torch.Tensor,
-              entropy_weight: float = 5.0) -> dict[str, torch.Tensor]:
+              entropy_weight: float = 5.0, mean_assignment: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """SCAN's clustering loss (Van Gansbeke et al., ECCV 2020, eq. 2):
     ``-1/|B| Σ_i log <p_i, p_j>`` over (anchor i, mined neighbour j) pairs, minus ``entropy_weight``
     × the entropy of the mean assignment ``p̄ = mean_i p_i`` over the batch (which keeps every
     cluster in use; 5 in the paper). Logits may carry leading head dimensions: (..., batch, k);
     every loss then has that leading shape (one value per head).
+
+    ``mean_assignment`` (..., k): a running estimate of p̄ over *all* the data (no gradient). The
+    entropy term is then ``-Σ_k p̄^B_k log p̄_k`` (p̄^B the batch mean), whose gradient is that of
+    H(p̄) at the running p̄: an unbiased estimate of the full-data entropy gradient at any batch
+    size. The batch-mean entropy is not: with fewer samples per batch than a few per cluster it
+    is at most log |B| < log k for confident predictions, so it rewards soft ones and no prediction
+    ever becomes confident at large k. The returned ``entropy`` is then H(running p̄).
 
     Returns ``{"loss", "consistency", "entropy"}``.
     """
@@ -60,8 +67,13 @@ def scan_loss(anchor_logits: torch.Tensor, neighbor_logits: torch.Tensor,
     p_n = F.softmax(neighbor_logits.float(), dim=-1)
     similarity = (p_a * p_n).sum(-1)
     consistency = -torch.log(similarity.clamp_min(1e-7)).mean(-1)
-    ent = entropy(p_a.mean(-2))
-    return {"loss": consistency - float(entropy_weight) * ent, "consistency": consistency, "entropy": ent}
+    if mean_assignment is None:
+        ent = term = entropy(p_a.mean(-2))
+    else:
+        log_mean = torch.log(mean_assignment.detach().float().clamp_min(1e-8))
+        term = -(p_a.mean(-2) * log_mean).sum(-1)
+        ent = entropy(mean_assignment.detach().float())
+    return {"loss": consistency - float(entropy_weight) * term, "consistency": consistency, "entropy": ent}
 
 
 def confident_self_label_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, threshold: float = 0.99,

@@ -61,6 +61,7 @@ class P2OT(SeLa):
     semantic_weight, mm_iters : SP²OT's k-NN regulariser weight (0: plain P²OT) and its MM steps.
     epochs, n_label_updates, batch_size, lr, weight_decay : training (Adam).
     hidden_dims, normalize, augment, n_neighbors, device, random_state, verbose : as :class:`SeLa`.
+    init : "random" (default: the paper's randomly initialised head) or "kmeans" (SeLa's warm start).
 
     SP²OT is this class with ``semantic_weight`` > 0 (the catalogue's ``sp2ot`` sets 0.5).
 
@@ -76,7 +77,8 @@ class P2OT(SeLa):
                  ot_tol: float = 1e-6, semantic_weight: float = 0.0, mm_iters: int = 10, epochs: int = 50,
                  n_label_updates: int = 50, batch_size: int = 512, lr: float = 5e-4, weight_decay: float = 0.0,
                  hidden_dims: Sequence[int] = (), normalize: bool = True, augment: str | None = "neighbors",
-                 n_neighbors: int = 20, device: Any = "auto", random_state: int | None = 0, verbose: bool = False):
+                 n_neighbors: int = 20, init: str = "random", device: Any = "auto", random_state: int | None = 0,
+                 verbose: bool = False):
         self.n_clusters = n_clusters
         self.prior = prior
         self.rho_start = rho_start
@@ -96,6 +98,7 @@ class P2OT(SeLa):
         self.normalize = normalize
         self.augment = augment
         self.n_neighbors = n_neighbors
+        self.init = init
         self.device = device
         self.random_state = random_state
         self.verbose = verbose

@@ -26,6 +26,26 @@ Two kinds of input:
   on a strongly augmented view (:func:`deepclust.augment.strong_view`: four RandAugment operations
   and Cutout, the authors' "ours" augmentation in both steps).
 
+Large k (the paper goes up to 200 classes on ImageNet subsets; as written, k = 150 on CLINC150
+ended with 28 non-empty clusters, one holding 41 × its share). Three label-free changes:
+
+- ``init="kmeans"`` (default; ``"random"`` is the paper's): every head starts from the k-means
+  partition of what it reads (weights = L2-normalised centroids, as DEPICT initialises its head,
+  plus the head's own random initialisation so the heads still differ). From a random start the
+  heads must first leave the uniform prediction, which at lr 1e-4 and many clusters they do by
+  collapsing.
+- ``entropy_mean``: the entropy term is the entropy of the mean assignment, computed in the paper
+  over the batch. With fewer samples per batch than a few per cluster this is a biased estimate
+  (at most log |B| for confident predictions) that rewards soft predictions, so nothing becomes
+  confident. ``"auto"`` keeps the batch mean while a batch holds at least ``BATCH_PER_CLUSTER`` = 5
+  samples per cluster (the paper's CIFAR settings: 6.4–12.8), and otherwise uses a running mean
+  over all the data (:func:`deepclust.losses.scan_loss`).
+- collapse checks (:func:`deepclust.methods._selflabel.collapse`: an empty cluster, or one above
+  5 × n/k): the kept head is the lowest-loss one among the heads that did not collapse;
+  self-labelling stops at the first epoch whose assignment collapses and keeps the head of the
+  epoch before (at large k, clusters without a confident member get no target and empty out);
+  a collapsed final clustering warns.
+
 Hyper-parameters are the paper's (its CIFAR configuration): Adam, lr 1e-4, weight decay 1e-4;
 SCAN step 50 epochs of batch 128 (an epoch visits every sample once as an anchor); self-labelling
 200 epochs of batch 1000; threshold 0.99, class balancing on. At lr 1e-4 the heads need thousands
@@ -35,6 +55,7 @@ warns (label-free: the consistency term is still close to log K, or no sample be
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -52,8 +73,15 @@ from deepclust.engines.neighbors import cosine_knn
 from deepclust.errors import DeepclustError
 from deepclust.heads import MultiHead, SoftmaxHead
 from deepclust.losses import confident_self_label_loss, scan_loss
-from deepclust.methods._selflabel import SelfLabelClusterer, eval_mode
+from deepclust.methods._selflabel import SelfLabelClusterer, collapse, eval_mode
+from deepclust.targets import kmeans_target
 from deepclust.training import batched, mark_interrupted, train_epochs
+
+INITS = ("kmeans", "random")
+ENTROPY_MEANS = ("auto", "batch", "running")
+#: ``entropy_mean="auto"`` keeps the paper's batch mean while a batch holds at least this many samples per
+#: cluster (CIFAR-10: 12.8, CIFAR-100-20: 6.4 in the paper), and uses the running mean below
+BATCH_PER_CLUSTER = 5
 
 
 class SCAN(SelfLabelClusterer):
@@ -65,11 +93,14 @@ class SCAN(SelfLabelClusterer):
     n_neighbors : neighbours mined per sample (20 in the paper).
     n_heads : clustering heads trained at once; the lowest-loss one is kept (10 in the paper).
     entropy_weight : weight of the entropy of the mean assignment (5 in the paper).
+    entropy_mean : where the mean assignment is taken: ``"batch"`` (the paper), ``"running"`` (over all
+        the data, kept up to date) or ``"auto"`` (batch while it holds >= 5 samples per cluster).
     epochs, batch_size : SCAN step (50 epochs of 128 in the paper).
     selflabel_epochs, selflabel_batch_size : self-labelling step (200 epochs of 1000; 0 skips it).
     threshold : confidence above which a prediction becomes a pseudo-label (0.99).
     class_balance : weight the self-labelling cross-entropy by inverse class frequency.
     lr, weight_decay : Adam settings of both steps (1e-4, 1e-4).
+    init : ``"kmeans"`` (heads from the k-means centroids of what they read) or ``"random"`` (the paper).
     knn_backend : ``"auto"`` (faiss on the CPU for large n when installed, else torch), ``"torch"``,
         ``"faiss"``.
     normalize : L2-normalise the rows of X and scale them to norm √d (see deepclust.methods._selflabel).
@@ -91,15 +122,17 @@ class SCAN(SelfLabelClusterer):
     _max_input_dims = 4
 
     def __init__(self, n_clusters: int = 10, *, n_neighbors: int = 20, n_heads: int = 10,
-                 entropy_weight: float = 5.0, epochs: int = 50, batch_size: int = 128, selflabel_epochs: int = 200,
+                 entropy_weight: float = 5.0, entropy_mean: str = "auto", epochs: int = 50, batch_size: int = 128, selflabel_epochs: int = 200,
                  selflabel_batch_size: int = 1000, threshold: float = 0.99, class_balance: bool = True,
-                 lr: float = 1e-4, weight_decay: float = 1e-4, knn_backend: str = "auto", normalize: bool = True,
+                 lr: float = 1e-4, weight_decay: float = 1e-4, init: str = "kmeans", knn_backend: str = "auto",
+                 normalize: bool = True,
                  pretext: dict[str, Any] | None = None, update_backbone: bool = True, strong_ops: int = 4,
                  cutout: float = 0.5, device: Any = "auto", random_state: int | None = 0, verbose: bool = False):
         self.n_clusters = n_clusters
         self.n_neighbors = n_neighbors
         self.n_heads = n_heads
         self.entropy_weight = entropy_weight
+        self.entropy_mean = entropy_mean
         self.epochs = epochs
         self.batch_size = batch_size
         self.selflabel_epochs = selflabel_epochs
@@ -108,6 +141,7 @@ class SCAN(SelfLabelClusterer):
         self.class_balance = class_balance
         self.lr = lr
         self.weight_decay = weight_decay
+        self.init = init
         self.knn_backend = knn_backend
         self.normalize = normalize
         self.pretext = pretext
@@ -129,8 +163,21 @@ class SCAN(SelfLabelClusterer):
             raise DeepclustError(f"n_neighbors must be between 1 and n_samples - 1 = {n - 1}, got {self.n_neighbors!r}")
         if not 0.0 < float(self.threshold) < 1.0:
             raise DeepclustError(f"threshold must be between 0 and 1, got {self.threshold!r}")
+        if self.entropy_mean not in ENTROPY_MEANS:
+            raise DeepclustError(f"entropy_mean must be one of {', '.join(map(repr, ENTROPY_MEANS))}, "
+                                 f"got {self.entropy_mean!r}")
+        if self.init not in INITS:
+            raise DeepclustError(f"init must be one of {', '.join(map(repr, INITS))}, got {self.init!r}")
         if int(self.strong_ops) < 0 or not 0.0 <= float(self.cutout) < 1.0:
             raise DeepclustError(f"strong_ops must be >= 0 and cutout in [0, 1), got {self.strong_ops!r}, {self.cutout!r}")
+
+    def _running_entropy(self) -> bool:
+        """Whether the entropy term uses the running mean assignment over all the data (see
+        :func:`deepclust.losses.scan_loss`): ``entropy_mean="running"``, or ``"auto"`` with fewer than
+        ``BATCH_PER_CLUSTER`` samples per cluster in a batch."""
+        if self.entropy_mean == "auto":
+            return int(self.batch_size) < BATCH_PER_CLUSTER * int(self.n_clusters)
+        return self.entropy_mean == "running"
 
     def _pretext_model(self, device: torch.device | str = "cpu", seed: int | None = 0) -> SimCLR:
         if not isinstance(self.pretext, (dict, type(None))):
@@ -206,14 +253,31 @@ class SCAN(SelfLabelClusterer):
         # 3. SCAN loss, all heads at once (summed: the heads are independent given the backbone)
         dim = int(getattr(backbone, "out_dim", x.shape[1]))
         heads = MultiHead(dim, int(self.n_clusters), int(self.n_heads)).to(dev)
+        if self.init == "kmeans":  # warm start: every head from the k-means partition of what it reads
+            t0 = time.perf_counter()
+            with eval_mode(backbone):
+                z = batched(backbone, x) if images else x
+            heads.init_from_centroids(kmeans_target(z, int(self.n_clusters), seed=seed)[1])
+            timings["init"] = time.perf_counter() - t0
+            del z
         params = [*heads.parameters(), *(backbone.parameters() if train_backbone else [])]
         opt = torch.optim.Adam(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
         m = int(self.n_neighbors)
 
+        running = None
+        if self._running_entropy():  # the mean assignment of every head over all the data, kept up to date
+            with eval_mode(backbone):
+                running = torch.softmax(batched(lambda xb: heads(backbone(xb)).transpose(0, 1), x), -1).mean(0)
+        momentum = min(1.0, int(self.batch_size) / n)  # a memory of about one epoch
+
         def scan_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+            nonlocal running
             pick = torch.randint(m, (idx.numel(),), generator=gen).to(dev)
             logits = heads(backbone(torch.cat([view(x[idx]), view(x[nbrs[idx, pick]])])))
-            out = scan_loss(logits[:, :idx.numel()], logits[:, idx.numel():], float(self.entropy_weight))
+            if running is not None:
+                batch_mean = torch.softmax(logits[:, :idx.numel()].detach().float(), -1).mean(1)
+                running = running.mul(1 - momentum).add_(batch_mean, alpha=momentum)
+            out = scan_loss(logits[:, :idx.numel()], logits[:, idx.numel():], float(self.entropy_weight), running)
             return {"loss": out["loss"].sum(), "consistency": out["consistency"].mean(),
                     "entropy": out["entropy"].mean()}
 
@@ -232,10 +296,13 @@ class SCAN(SelfLabelClusterer):
         with eval_mode(backbone):
             probs = torch.softmax(batched(lambda xb: heads(backbone(xb)).transpose(0, 1), x), -1).transpose(0, 1)
         losses = [float(_scan_total_loss(p, nbrs)) for p in probs]  # probs: (heads, n, k)
+        collapsed = [collapse(p.argmax(1), int(self.n_clusters)) for p in probs]
         del probs
         self.head_losses_ = losses
-        self.best_head_ = int(np.argmin(losses))
+        # lowest loss, among the heads that did not collapse when there are any (label-free)
+        self.best_head_ = min(range(len(losses)), key=lambda h: (collapsed[h] is not None, losses[h]))
         self.head_ = head = heads.head(self.best_head_)
+        scan_state = copy.deepcopy((head.state_dict(), backbone.state_dict()))
 
         # 4. self-labelling on confident samples: the teacher sees the plain input, the student a
         # strongly augmented view (for embeddings both are the embedding itself)
@@ -257,11 +324,32 @@ class SCAN(SelfLabelClusterer):
                                                          bool(self.class_balance))
                 return {"loss": loss, "confident": n_conf.float() / idx.numel()}
 
+            kept: dict[str, Any] = {"state": scan_state, "epoch": 0}
+
+            def guard(epoch: int, record: dict[str, Any]) -> bool:
+                """Stop when self-labelling collapses the clustering (label-free; the head of the last
+                epoch that did not is kept): at large k, clusters without a confident member get no
+                target and their members drift to the others."""
+                with eval_mode(backbone):
+                    found = collapse(batched(lambda xb: head(backbone(xb)), x).argmax(1), int(self.n_clusters))
+                if found is None:
+                    kept.update(state=copy.deepcopy((head.state_dict(), backbone.state_dict())), epoch=epoch + 1)
+                    return False
+                kept["found"] = found
+                return True
+
             t0 = time.perf_counter()
             sl_hist = train_epochs(opt, selflabel_step, n, epochs=int(self.selflabel_epochs),
                                    batch_size=int(self.selflabel_batch_size), device=dev, generator=gen,
-                                   desc="SCAN self-labelling")
+                                   desc="SCAN self-labelling",
+                                   after_epoch=guard if collapsed[self.best_head_] is None else None)
             timings["selflabel"] = time.perf_counter() - t0
+            if "found" in kept:
+                warnings.warn(f"SCAN: self-labelling collapsed the clustering at epoch {len(sl_hist)} "
+                              f"({kept['found']}); kept the head of epoch {kept['epoch']}", RuntimeWarning,
+                              stacklevel=3)
+                head.load_state_dict(kept["state"][0])
+                backbone.load_state_dict(kept["state"][1])
             if sl_hist and max(r["confident"] for r in sl_hist) == 0:
                 warnings.warn(f"SCAN: no prediction reached the self-labelling threshold {self.threshold}, so "
                               "self-labelling had no sample to learn from: the clusters are those of the SCAN "
@@ -272,6 +360,7 @@ class SCAN(SelfLabelClusterer):
         self.backbone_ = backbone.eval().requires_grad_(True)
         head.eval()
         self.labels_ = batched(lambda xb: head(backbone(xb)), x).argmax(1).cpu().numpy()
+        self._warn_if_collapsed(self.labels_)
         self.history_ = {"pretext": pretext_history, "scan": list(scan_hist), "selflabel": list(sl_hist)}
         self.timings_ = timings
         mark_interrupted(self, scan_hist.interrupted or getattr(sl_hist, "interrupted", False))
