@@ -34,8 +34,13 @@ TINY: dict[str, dict] = {
     "scan": dict(_SELF_LABEL, selflabel_epochs=1, n_neighbors=5, n_heads=1, batch_size=16),
     "deepcluster": dict(_SELF_LABEL, hidden_dims=(8, 8), feature_dim=8, pca_dim=4),
     "clusterfit": dict(_SELF_LABEL, hidden_dims=(8, 8), feature_dim=8, pca_dim=4),
+    "p2ot": dict(_SELF_LABEL, n_label_updates=1, n_neighbors=5),
+    "sp2ot": dict(_SELF_LABEL, n_label_updates=1, n_neighbors=5, mm_iters=2),
+    "tell": dict(epochs=2, batch_size=16, device="cpu"),
 }
-ESTIMATORS = [make_method(name, **TINY.get(name, {})) for name in METHODS]
+#: classical engines whose defaults need data larger than scikit-learn's checks use
+SMALL: dict[str, dict] = {"umap": dict(n_neighbors=5, n_components=2)}
+ESTIMATORS = [make_method(name, **TINY.get(name, SMALL.get(name, {}))) for name in METHODS]
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

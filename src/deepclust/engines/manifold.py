@@ -38,6 +38,7 @@ class ManifoldClustering(BaseClusterer):
     _saved_arrays = ("labels_", "anchors_", "anchor_layout_", "clusterer_state_")
     _saved_values = ("timings_", "clusterer_params_")
     _max_input_dims = 4
+    _min_samples = 2  # a neighbourhood graph needs neighbours
 
     def __init__(self, n_clusters: int = 8, *, clusterer: str = "gmm", n_components: int = 10, n_neighbors: int = 15,
                  min_dist: float = 0.0, metric: str = "euclidean", max_anchors: int = 20_000, device: Any = "auto",
@@ -94,8 +95,7 @@ class ManifoldClustering(BaseClusterer):
         flat = X.reshape(len(X), -1)
         self.anchors_ = np.ascontiguousarray(flat if keep is None else flat[keep], dtype=np.float32)
         self.anchor_layout_ = layout if keep is None else layout[keep]
-        self._store_clusterer(model)
-        self._clusterer = None  # predictions always go through the stored state: a reloaded model predicts the same
+        self._store_clusterer(model)  # predictions go through the stored state: a reloaded model predicts the same
 
     # The inner clusterer's fitted arrays travel in one flat float64 array plus their shapes, so the
     # model folder stays one safetensors file and one config.
@@ -109,17 +109,17 @@ class ManifoldClustering(BaseClusterer):
                                  if names else np.zeros(0))
 
     def _restored_clusterer(self) -> BaseClusterer:
-        if getattr(self, "_clusterer", None) is None:
-            spec, flat = self.clusterer_params_, np.asarray(self.clusterer_state_, dtype=np.float64)
-            arrays, start = {}, 0
-            for name, shape, dtype in zip(spec["names"], spec["shapes"], spec["dtypes"]):
-                size = int(np.prod(shape))
-                arrays[name] = flat[start:start + size].reshape(shape).astype(dtype)
-                start += size
-            model = self._make_clusterer()
-            model._set_state(arrays, dict(spec["values"]))
-            self._clusterer = model
-        return self._clusterer
+        """The inner clusterer rebuilt from its stored state (cheap: k components in a small space);
+        not cached, so that predicting leaves the estimator as it was."""
+        spec, flat = self.clusterer_params_, np.asarray(self.clusterer_state_, dtype=np.float64)
+        arrays, start = {}, 0
+        for name, shape, dtype in zip(spec["names"], spec["shapes"], spec["dtypes"]):
+            size = int(np.prod(shape))
+            arrays[name] = flat[start:start + size].reshape(shape).astype(dtype)
+            start += size
+        model = self._make_clusterer()
+        model._set_state(arrays, dict(spec["values"]))
+        return model
 
     def layout(self, X: Any) -> np.ndarray:
         """UMAP coordinates of (new) samples, placed from the saved anchors."""
