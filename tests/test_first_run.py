@@ -236,3 +236,31 @@ def test_run_help_names_every_encoder_the_code_can_choose(monkeypatch) -> None:
     assert chosen == {n for names in run_module.DEFAULT_ENCODERS.values() for n in names}
     for name in chosen:
         assert name in help_text, name
+
+
+def test_depict_budget_on_a_gpu_keeps_the_measured_epochs() -> None:
+    """On a CPU the step budget gives 70,000 images 11 pretraining epochs; on a GPU each phase keeps at
+    least the 80 + 3 + 40 epochs measured on USPS and MNIST-test (small sets keep their larger share)."""
+    import torch
+
+    from deepclust.methods.depict import DEPICT
+
+    cpu = DEPICT(10)._resolve_schedule(70_000, torch.device("cpu"))
+    gpu = DEPICT(10)._resolve_schedule(70_000, torch.device("cuda"))
+    assert (cpu["pretrain_epochs"], gpu["pretrain_epochs"]) == (11, 80)
+    assert (gpu["warmup_epochs"], gpu["cluster_epochs"]) == (3, 40)
+    small = DEPICT(10)._resolve_schedule(1_797, torch.device("cuda"))
+    assert small == DEPICT(10)._resolve_schedule(1_797, torch.device("cpu"))  # 370 > 80 epochs already
+    assert DEPICT(10, schedule="paper")._resolve_schedule(70_000, torch.device("cuda"))["pretrain_epochs"] == 4000
+
+
+def test_autoencoder_budget_on_a_gpu_is_the_papers_schedule() -> None:
+    import torch
+
+    from deepclust.methods.dec import DEC
+
+    cpu = DEC(10)._resolve_schedule(70_000, torch.device("cpu"))
+    gpu = DEC(10)._resolve_schedule(70_000, torch.device("cuda"))
+    paper = DEC(10, schedule="paper")._resolve_schedule(70_000, torch.device("cpu"))
+    assert gpu == paper and cpu["pretrain_epochs"] < paper["pretrain_epochs"]
+    assert cpu["max_iter"] < gpu["max_iter"]

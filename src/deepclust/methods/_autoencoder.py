@@ -228,11 +228,16 @@ class AutoencoderClusterer(BaseClusterer):
         return history
 
     # ------------------------------------------------------------------ shared fit helpers
-    def _resolve_schedule(self, n_samples: int) -> dict[str, int]:
+    def _schedule_on(self, device: torch.device | None) -> str:
+        """The schedule in force: "budget" is a CPU's compute budget; a GPU, which does tens of times
+        the work per second, runs the paper's lengths instead."""
+        return "paper" if self.schedule == "budget" and device is not None and device.type == "cuda" else self.schedule
+
+    def _resolve_schedule(self, n_samples: int, device: torch.device | None = None) -> dict[str, int]:
         """The lengths that the fit uses: explicit parameters, else those of ``schedule``."""
         if self.pretrain_epochs is not None:
             epochs = int(self.pretrain_epochs)
-        elif self.schedule == "paper":
+        elif self._schedule_on(device) == "paper":
             epochs = self._paper_pretrain_epochs
         else:
             epochs = epochs_for_steps(BUDGET_PRETRAIN_STEPS, n_samples, int(self.batch_size))
@@ -244,7 +249,7 @@ class AutoencoderClusterer(BaseClusterer):
         dev = resolve_device(self.device)
         seed, gen = seeded_generator(self.random_state)
         self.history_, self.timings_, self.interrupted_ = {}, {}, False
-        self.schedule_ = self._resolve_schedule(len(X))
+        self.schedule_ = self._resolve_schedule(len(X), dev)
         self.architecture_ = self._resolve_architecture(tuple(X.shape[1:]))
         self._fit_scaling(X)
         Xt = self._scale(X, dev)

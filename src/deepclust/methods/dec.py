@@ -120,9 +120,9 @@ class DEC(AutoencoderClusterer):
         if self.gamma is not None and not float(self.gamma) >= 0:
             raise DeepclustError(f"gamma must be None or >= 0, got {self.gamma!r}")
 
-    def _resolve_schedule(self, n_samples: int) -> dict[str, int]:
-        max_iter = self.max_iter if self.max_iter is not None else MAX_ITER[self.schedule]
-        return {**super()._resolve_schedule(n_samples), "max_iter": int(max_iter)}
+    def _resolve_schedule(self, n_samples: int, device: torch.device | None = None) -> dict[str, int]:
+        max_iter = self.max_iter if self.max_iter is not None else MAX_ITER[self._schedule_on(device)]
+        return {**super()._resolve_schedule(n_samples, device), "max_iter": int(max_iter)}
 
     def _make_optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
         if self.optimizer == "adam":
