@@ -33,7 +33,8 @@ names = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True).filter(lambda s: s
 float32s = st.floats(width=32, allow_nan=False, allow_infinity=False)
 label_values = st.one_of(st.integers(-5, 5), st.sampled_from(["cat", "dog", "b i r d", "émeu"]))
 #: text without line breaks (a reader splits lines on \n and \r)
-one_line = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r"), max_size=20)
+# (a NUL byte marks a binary file, which the text reader refuses: see test_cli_errors)
+one_line = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\n\r\x00"), max_size=20)
 
 
 def _same_grouping(y: np.ndarray, raw: list) -> bool:
@@ -311,8 +312,6 @@ def _mutate_config(text: str, mutation) -> str:
     return json.dumps(config)
 
 
-@pytest.mark.xfail(strict=False, reason="load_model does not yet validate config.json and the weights file "
-                                        "(issue 14, items 8-9); the branch `safety` rewrites it")
 @settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(which=st.integers(0, 1), mutation=_config_mutation(), cut=st.none() | st.floats(0, 1, exclude_max=True))
 def test_mutated_model_folder_gives_deepclust_error_or_identical_predictions(saved_models, which, mutation, cut):

@@ -403,7 +403,8 @@ def read_text_lines(path: Path) -> Dataset:
         line = data[:exc.start].count(b"\n") + 1
         raise DeepclustError(f"{path} is not UTF-8 text (line {line}, byte {exc.start}); if it is text, save it "
                              "as UTF-8") from exc
-    return _text_dataset(path, [t.strip() for t in text.splitlines() if t.strip()], None)
+    # lines end at \n (or \r\n) only: str.splitlines() would also cut at \x1c-\x1e, \x85, \u2028 inside a text
+    return _text_dataset(path, [t.strip() for t in text.split("\n") if t.strip()], None)
 
 
 def read_text_table(path: Path, *, text_column: str = "text", label_column: str | None = None,
