@@ -1,5 +1,6 @@
 """The label-free pipeline search of ``deepclust run``: it finds the manifold pipeline where k-means
-on the features fails, respects its budget, and its choice reaches metrics.json and the report."""
+on the features fails (scikit-learn's sheared blobs), respects its budget, and its choice reaches
+metrics.json and the report."""
 
 from __future__ import annotations
 
@@ -15,15 +16,6 @@ from deepclust.data import Dataset, DatasetMeta
 from deepclust.metrics import accuracy
 from deepclust.run import run
 from deepclust.search import choose_pipeline
-
-
-def _rings(n: int = 600, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = np.repeat([0, 1], n // 2)
-    angle = rng.uniform(0, 2 * np.pi, n)
-    radius = np.where(y == 0, 1.0, 3.0) + rng.normal(0, 0.08, n)
-    X = np.c_[radius * np.cos(angle), radius * np.sin(angle), rng.normal(0, 0.05, (n, 3))]
-    return X.astype(np.float32), y
 
 
 def _anisotropic_blobs(n: int = 600) -> tuple[np.ndarray, np.ndarray]:
@@ -46,17 +38,17 @@ def test_search_prefers_the_manifold_where_kmeans_fails(one_thread) -> None:
 
 
 def test_search_budget_stops_starting_candidates(one_thread) -> None:
-    X, _ = _rings(300)
-    choice = choose_pipeline(X, 2, random_state=0, budget_s=1e-9)
+    X, _ = _anisotropic_blobs(300)
+    choice = choose_pipeline(X, 3, random_state=0, budget_s=1e-9)
     fitted = [c.name for c in choice.candidates if c.score is not None]
     assert fitted == ["kmeans"] and choice.winner.name == "kmeans"
     assert all("budget" in (c.skipped or "") for c in choice.candidates[1:])
 
 
 def test_run_records_the_search(tmp_path: Path, one_thread) -> None:
-    X, y = _rings(400)
-    ds = Dataset(X, y, DatasetMeta(name="rings", modality="array", n_classes=2))
-    res = run(ds, tmp_path / "out", k=2, seed=0)
+    X, y = _anisotropic_blobs(450)
+    ds = Dataset(X, y, DatasetMeta(name="sheared", modality="array", n_classes=3))
+    res = run(ds, tmp_path / "out", k=3, seed=0)
     metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
     summary = res.summary()
     assert summary["pipeline"]["winner"] == res.pipeline.winner.name
