@@ -10,14 +10,13 @@ import signal
 import stat
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from deepclust import output, pipeline
+from deepclust import pipeline
 from deepclust.cli import main
 from deepclust.errors import DeepclustError
 from deepclust.output import MARKER, lock_path, write_run_dir

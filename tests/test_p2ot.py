@@ -13,7 +13,6 @@ from sklearn.datasets import make_blobs
 from deepclust.base import load_model
 from deepclust.cli import main
 from deepclust.engines.neighbors import cosine_knn
-from deepclust.errors import DeepclustError
 from deepclust.methods import make_method
 from deepclust.metrics import accuracy
 from deepclust.targets import knn_graph, p2ot_target, partial_transport_plan, sigmoid_rampup, sp2ot_target

@@ -171,18 +171,15 @@ def gmm_bic(Z: np.ndarray, labels: np.ndarray, k: int, seed: int, max_iter: int 
 
 def umap_reduce(X: np.ndarray, *, n_components: int = 2, random_state: int = 0, min_dist: float = 0.1,
                 n_neighbors: int = N_NEIGHBORS) -> np.ndarray:
-    """UMAP embedding (deterministic for a seed; single-threaded then). PCA to 50-D first for wide inputs."""
-    import umap
+    """UMAP embedding (deterministic for a seed; single-threaded then) by :func:`deepclust.reduction.umap_layout`,
+    after PCA to 50-D for wide inputs, with the neighbourhood shrunk to fit tiny inputs."""
+    from deepclust.reduction import umap_layout
 
     X = np.asarray(X, dtype=np.float32).reshape(len(X), -1)
     if X.shape[1] > 50:
         X = _pca(X, 50, random_state).astype(np.float32)
-    n_neighbors = max(2, min(n_neighbors, len(X) - 1))
-    with warnings.catch_warnings(), keep_torch_threads():
-        warnings.simplefilter("ignore")
-        reducer = umap.UMAP(n_components=n_components, n_neighbors=n_neighbors, min_dist=min_dist,
-                            random_state=random_state, init="spectral" if len(X) > n_components + 1 else "random")
-        return reducer.fit_transform(X).astype(np.float32)
+    return umap_layout(X, n_components=n_components, n_neighbors=max(2, min(n_neighbors, len(X) - 1)),
+                       min_dist=min_dist, random_state=random_state)
 
 
 def _reduce(X: np.ndarray, n_components: int, random_state: int) -> tuple[np.ndarray, str]:
