@@ -39,7 +39,9 @@ def collect(out_dir: Path, results: Path, markdown: Path, allow_smoke: bool = Fa
         raise SystemExit(f"error: {source} holds records of suite {sorted(map(str, suites))}, not of the GPU call "
                          "(smoke records only with --allow-smoke)")
     device = next((r["device_name"] for r in records if r.get("device_name")), "unknown")
-    stamp = min(r.get("timestamp", "") for r in records)[:16].replace("-", "").replace(":", "").replace("T", "-")
+    # skip records carry no timestamp: the call's first measured record names the file
+    stamps = [r["timestamp"] for r in records if r.get("timestamp")] or ["undated"]
+    stamp = min(stamps)[:16].replace("-", "").replace(":", "").replace("T", "-")
     target = results / f"gpu-{stamp}-{re.sub(r'[^a-z0-9]+', '-', device.lower()).strip('-')}.jsonl"
     if target.exists():
         raise SystemExit(f"error: {target} exists already; these records were collected before")

@@ -27,7 +27,7 @@ mkdir -p .whl
     --platform manylinux2014_x86_64 --platform manylinux1_x86_64 -d .whl "${WHEELS[@]}"
 # ClustPy 0.0.3 exists only as a source archive (its one C extension, the dip test, is optional and
 # unused by DEC/IDEC); run.sh builds it there, or puts its pure-Python sources on the path.
-"$PYTHON" -m pip download -q --no-deps --no-binary=:all: --no-build-isolation -d .whl clustpy==0.0.3
+"$PYTHON" -m pip download -q --no-deps --no-binary=clustpy -d .whl clustpy==0.0.3  # its build tools as wheels
 
 # Data: MNIST (all four files: MNIST-full) and, where Debian's package is installed, the
 # Fashion-MNIST test split; the loaders verify every file's checksum there.

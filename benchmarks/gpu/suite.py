@@ -71,7 +71,7 @@ class Context:
 class Step:
     name: str
     what: str
-    estimate_s: float  # on one H100, a guess until the first call measures it
+    estimate_s: float  # measured on one H200 on 2026-11-27 (n2d: still a guess)
     smoke_estimate_s: float
     run: Callable[[Context], Iterator[dict[str, Any]]]
     family: str = ""  # steps of one family (DEPICT's seeds) take the time the first of them took
@@ -207,21 +207,21 @@ def efficientnet(ctx: Context) -> Iterator[dict[str, Any]]:
 
 STEPS = [
     Step("chip", "bf16 matrix rate and copy bandwidth of this GPU", 10, 2, chip),
-    Step("depict-s0-dec", "DEPICT MNIST-full seed 0 target=dec, phases, pretraining samples/s", 240, 20,
+    Step("depict-s0-dec", "DEPICT MNIST-full seed 0 target=dec, phases, pretraining samples/s", 190, 20,
          depict(0, "dec"), "depict-dec"),
-    Step("kmeans-1m", "KMeans 1M×128 k=1000 20 it., ours on the GPU vs faiss-cpu, shared start", 60, 10, kmeans_1m),
-    Step("kmeans-mnist", "KMeans MNIST-full raw k=10, ours vs faiss-cpu; ACC", 30, 10, kmeans_mnist),
-    Step("dec-clustpy", f"DEC MNIST-full, ours vs ClustPy 0.0.3, {CLUSTPY_EPOCHS}+{CLUSTPY_EPOCHS} epochs", 90, 15,
+    Step("kmeans-1m", "KMeans 1M×128 k=1000 20 it., ours on the GPU vs faiss-cpu, shared start", 40, 10, kmeans_1m),
+    Step("kmeans-mnist", "KMeans MNIST-full raw k=10, ours vs faiss-cpu; ACC", 10, 10, kmeans_mnist),
+    Step("dec-clustpy", f"DEC MNIST-full, ours vs ClustPy 0.0.3, {CLUSTPY_EPOCHS}+{CLUSTPY_EPOCHS} epochs", 50, 15,
          clustpy_pair("dec")),
-    Step("idec-clustpy", f"IDEC MNIST-full, ours vs ClustPy 0.0.3, {CLUSTPY_EPOCHS}+{CLUSTPY_EPOCHS} epochs", 90, 15,
+    Step("idec-clustpy", f"IDEC MNIST-full, ours vs ClustPy 0.0.3, {CLUSTPY_EPOCHS}+{CLUSTPY_EPOCHS} epochs", 45, 15,
          clustpy_pair("idec")),
-    Step("depict-s0-paper", "DEPICT MNIST-full seed 0 target=paper (autoencoder from the cache)", 90, 10,
+    Step("depict-s0-paper", "DEPICT MNIST-full seed 0 target=paper (autoencoder from the cache)", 70, 10,
          depict(0, "paper")),
-    *(Step(f"depict-s{s}-dec", f"DEPICT MNIST-full seed {s} target=dec", 240, 20, depict(s, "dec"), "depict-dec")
+    *(Step(f"depict-s{s}-dec", f"DEPICT MNIST-full seed {s} target=dec", 190, 20, depict(s, "dec"), "depict-dec")
       for s in (1, 2, 3, 4)),
-    Step("ae-kmeans", "AE + k-means MNIST-full (MLP autoencoder, 50 epochs)", 60, 10, autoencoder_method("ae-kmeans")),
+    Step("ae-kmeans", "AE + k-means MNIST-full (MLP autoencoder, 50 epochs)", 55, 10, autoencoder_method("ae-kmeans")),
     Step("n2d", "N2D MNIST-full (the same autoencoder from the cache, UMAP, GMM)", 120, 60, autoencoder_method("n2d")),
-    Step("efficientnet", "EfficientNet-Lite0 images/s at 224 px, MNIST test split", 40, 10, efficientnet),
+    Step("efficientnet", "EfficientNet-Lite0 images/s at 224 px, MNIST test split", 15, 10, efficientnet),
 ]
 
 
@@ -297,7 +297,7 @@ def run_suite(out: Path, budget_s: float, smoke: bool, only: list[str] | None = 
         return measured.get(s.family) or (s.smoke_estimate_s if smoke else s.estimate_s)
 
     print(f"{env['device_name']}, torch {env['torch']}, CUDA {env['cuda']}; budget {budget_s:.0f} s; "
-          f"estimates (a guess until measured):")
+          f"estimates (from the last call; n2d a guess):")
     for s in steps:
         print(f"  {s.name:<16} {estimate(s):>5.0f} s  {s.what}")
     print(f"  {'all':<16} {sum(map(estimate, steps)):>5.0f} s", flush=True)
@@ -349,6 +349,7 @@ def _step_facts(device: str, t0: float) -> dict[str, Any]:
 
 
 def _append(out: Path, record: dict[str, Any]) -> dict[str, Any]:
+    record.setdefault("timestamp", time.strftime("%Y-%m-%dT%H:%M:%S"))  # skip records too: they name the call
     with open(out / "records.jsonl", "a") as fh:
         fh.write(json.dumps(record, default=str) + "\n")
     return record
