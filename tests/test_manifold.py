@@ -60,3 +60,17 @@ def test_place_is_exact_on_training_points() -> None:
     rng = np.random.default_rng(1)
     train, layout = rng.normal(size=(50, 4)).astype(np.float32), rng.normal(size=(50, 2)).astype(np.float32)
     np.testing.assert_allclose(place(train, train, layout, n_neighbors=5), layout, atol=1e-4)
+
+
+def test_umap_kernels_are_cached_on_disk_once_used(one_thread) -> None:
+    """umap-learn's numba kernels get numba's on-disk cache (so a new process skips their compilation)."""
+    import umap.umap_
+    from numba.core.caching import NullCache
+
+    from deepclust.reduction import cache_umap_kernels
+
+    blobs = np.random.default_rng(0).normal(size=(60, 4)).astype(np.float32)
+    umap_layout(blobs, n_components=2, n_neighbors=5)  # switches the cache on before compiling
+    assert cache_umap_kernels() > 10
+    assert not isinstance(umap.umap_.smooth_knn_dist._cache, NullCache)
+    assert not isinstance(umap.umap_.compute_membership_strengths._cache, NullCache)
