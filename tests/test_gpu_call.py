@@ -52,6 +52,8 @@ def test_smoke_call_runs_every_step_and_records_it(tmp_path, data_dir):
     assert (ours["library"], faiss["library"]) == ("deepclust", "faiss")
     assert ours["inertia"] == pytest.approx(faiss["inertia"], rel=1e-4)  # same start, same iterations
     assert by_step["efficientnet"][0]["images_per_s"] > 0
+    assert [r["batch_size"] for r in by_step["pretrain-batch"]] == [256, 1024, 4096]
+    assert all(r["samples_per_s"] > 0 and r["ms_per_step"] > 0 for r in by_step["pretrain-batch"])
     assert (tmp_path / "log.txt").read_text().count("[run ]") == len(suite.STEPS)
     assert "suite:" in proc.stdout.splitlines()[-2]  # the summary ends the output the device tool returns
 
@@ -113,7 +115,9 @@ def gpu_records() -> list[dict]:
              "seconds": {"init": 0.0, "total": 10.0}}
     skipped = {**env, "step": "n2d", "status": "skipped", "reason": "estimate 120 s > 30 s left"}
     del skipped["timestamp"]  # as suite.py writes them; the file is still named by the measured records
-    return [skipped, {**env, "step": "chip", "matmul_tflops": 800.0}, depict, ours, faiss]
+    batch = {**env, "step": "pretrain-batch", "method": "depict-pretrain", "batch_size": 1024,
+             "samples_per_s": 200000.0, "ms_per_step": 5.12}
+    return [skipped, {**env, "step": "chip", "matmul_tflops": 800.0}, depict, batch, ours, faiss]
 
 
 def test_collect_merges_a_calls_records_and_fills_the_gpu_tables(tmp_path):
@@ -128,11 +132,12 @@ def test_collect_merges_a_calls_records_and_fills_the_gpu_tables(tmp_path):
     (out / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in gpu_records()))
 
     target = collect.collect(out, results, md)
-    assert target.name == "gpu-20261201-1000-nvidia-h100-80gb-hbm3.jsonl" and target.read_text().count("\n") == 5
+    assert target.name == "gpu-20261201-1000-nvidia-h100-80gb-hbm3.jsonl" and target.read_text().count("\n") == 6
     text = md.read_text()
     assert text.count("**Awaiting the GPU call**") == 2  # ClustPy and the other runs still await it
     assert "| mnist | depict[target=dec] | 0 | 0.970 | 0.920 | 55.0 | 40.0 |" in text
-    assert "14.0 (1.8 %)" in text  # pretraining rate beside the measured bf16 peak
+    assert "14.0 (1.8 %)" in text
+    assert "Pretraining alone, 2 epochs of MNIST-full: batch 1,024: 200,000 images/s, 5.12 ms a step." in text  # pretraining rate beside the measured bf16 peak
     assert "faiss ÷ ours 25.0× per iteration, 10.0× whole fit, inertia ratio 1.00000" in text
     assert "| n2d | skipped (estimate 120 s > 30 s left) |" in text
     with pytest.raises(SystemExit, match="exists already"):

@@ -21,7 +21,9 @@ import json
 import os
 import signal
 import sys
+import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -147,6 +149,29 @@ def depict(seed: int, target: str) -> Callable[[Context], Iterator[dict[str, Any
     return run
 
 
+def pretrain_batch(ctx: Context) -> Iterator[dict[str, Any]]:
+    """DEPICT's autoencoder pretraining on MNIST-full at batch sizes 256, 1,024 and 4,096 (2 epochs
+    each, no clustering): if the seconds per step stay flat as the batch grows, a step is bound by
+    kernel launches, not by the chip, and fewer, larger steps are the speed-up."""
+    from deepclust.methods.depict import DEPICT
+
+    ds = ctx.dataset("mnist")
+    X, epochs = ds.X, 1 if ctx.smoke else 2
+    small = dict(channels=[8, 8]) if ctx.smoke else {}
+    with tempfile.TemporaryDirectory() as fresh, warnings.catch_warnings():  # an empty cache: every fit pretrains
+        warnings.simplefilter("ignore")  # no clustering epochs: "not converged" is the point
+        common = dict(warmup_epochs=0, cluster_epochs=0, init="kmeans", kmeans_n_init=1, device=ctx.device,
+                      random_state=0, cache_dir=fresh, **small)
+        DEPICT(10, pretrain_epochs=1, batch_size=256, **common).fit(X[:len(X) // 4])  # warm-up: kernels chosen
+        fits = {bs: DEPICT(10, pretrain_epochs=epochs, batch_size=bs, **common).fit(X) for bs in (256, 1024, 4096)}
+    for bs, model in fits.items():
+        seconds = model.timings_["pretrain"]
+        steps = epochs * -(-len(X) // bs)
+        yield {"method": "depict-pretrain", "dataset": "mnist", "protocol": "MNIST-full: train+test, 70,000 images",
+               "n": len(X), "batch_size": bs, "epochs": epochs, "seed": 0, "seconds": {"pretrain": round(seconds, 3)},
+               "samples_per_s": round(epochs * len(X) / seconds, 1), "ms_per_step": round(1000 * seconds / steps, 3)}
+
+
 def kmeans_1m(ctx: Context) -> Iterator[dict[str, Any]]:
     """1,000,000 × 128, k = 1,000, 20 Lloyd iterations from one shared k-means++ start: ours on the
     device against faiss-cpu on all cores; the same inertia is the check that both did the same work."""
@@ -209,6 +234,8 @@ STEPS = [
     Step("chip", "bf16 matrix rate and copy bandwidth of this GPU", 10, 2, chip),
     Step("depict-s0-dec", "DEPICT MNIST-full seed 0 target=dec, phases, pretraining samples/s", 190, 20,
          depict(0, "dec"), "depict-dec"),
+    Step("pretrain-batch", "DEPICT pretraining images/s at batch 256, 1024, 4096 (2 epochs each)", 30, 10,
+         pretrain_batch),
     Step("kmeans-1m", "KMeans 1M×128 k=1000 20 it., ours on the GPU vs faiss-cpu, shared start", 40, 10, kmeans_1m),
     Step("kmeans-mnist", "KMeans MNIST-full raw k=10, ours vs faiss-cpu; ACC", 10, 10, kmeans_mnist),
     Step("dec-clustpy", f"DEC MNIST-full, ours vs ClustPy 0.0.3, {CLUSTPY_EPOCHS}+{CLUSTPY_EPOCHS} epochs", 50, 15,
