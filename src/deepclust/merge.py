@@ -86,19 +86,19 @@ def ward_linkage(centroids: np.ndarray, sizes: np.ndarray) -> np.ndarray:
 def merge_tree(space: np.ndarray, labels: np.ndarray, y: Any = None) -> dict[str, Any]:
     """The JSON-ready merge tree of the clusters of ``labels`` (noise, -1, left out) in ``space``;
     with labels ``y``, also the classes × clusters counts (noise as the column -1)."""
-    Z = np.asarray(space, dtype=np.float64).reshape(len(space), -1)
+    Z = np.asarray(space).reshape(len(space), -1)
     labels = np.asarray(labels)
-    ids = [int(c) for c in np.unique(labels[labels >= 0])]
-    sizes = np.array([(labels == c).sum() for c in ids])
-    cents = np.stack([Z[labels == c].mean(0) for c in ids]) if ids else np.zeros((0, Z.shape[1]))
-    tree: dict[str, Any] = {"criterion": CRITERION, "clusters": ids, "sizes": sizes.tolist(),
+    ids, sizes = np.unique(labels[labels >= 0], return_counts=True)
+    cents = np.stack([Z[labels == c].mean(0, dtype=np.float64) for c in ids]) if len(ids) else None
+    tree: dict[str, Any] = {"criterion": CRITERION, "clusters": ids.tolist(), "sizes": sizes.tolist(),
                             "linkage": ward_linkage(cents, sizes).round(6).tolist() if len(ids) > 1 else []}
     if y is not None:
-        y = np.asarray(y)
-        classes = np.unique(y)
-        cols = ids + ([-1] if (labels < 0).any() else [])
-        counts = [[int(((y == cl) & (labels == c)).sum()) for c in cols] for cl in classes]
-        tree["contingency"] = {"classes": classes.tolist(), "clusters": cols, "counts": counts}
+        classes, row = np.unique(np.asarray(y), return_inverse=True)
+        cols = ids.tolist() + ([-1] if (labels < 0).any() else [])
+        counts = np.zeros((len(classes), len(cols)), dtype=np.int64)
+        col = np.where(labels < 0, len(ids), np.searchsorted(ids, labels))  # noise: the last column
+        np.add.at(counts, (row.ravel(), col), 1)
+        tree["contingency"] = {"classes": classes.tolist(), "clusters": cols, "counts": counts.tolist()}
     return tree
 
 
@@ -354,7 +354,7 @@ def _merged_report(run: Path, tree: dict[str, Any], mapping: dict[int, int], sum
                   f"(no refit; was: {notes.get('k', len(mapping))})")
     data["notes"] = notes
     data["map"]["cluster"] = [mapping.get(int(c), -1) for c in data["map"]["cluster"]]
-    data["clusters"] = pool_clusters(data["clusters"], mapping, tree.get("contingency"))
+    data["clusters"] = pool_clusters(data["clusters"], mapping)
     con = remaining_tree(tree, k).get("contingency")
     if con and data.get("confusion"):
         from deepclust import metrics
@@ -370,12 +370,11 @@ _POOLED = ("typical", "least_confident", "typical_confidence", "least_confidence
            "documents", "least_documents")
 
 
-def pool_clusters(clusters: list[dict[str, Any]], mapping: dict[int, int],
-                  contingency: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def pool_clusters(clusters: list[dict[str, Any]], mapping: dict[int, int]) -> list[dict[str, Any]]:
     """Explanations of merged clusters from those of their fine clusters: sizes and shares add up,
     confidences average by size, member lists are taken in turn from each fine cluster, keywords
-    are re-ranked by their size-weighted score; rules and medoids (which describe one fine cluster)
-    are dropped."""
+    are re-ranked by their size-weighted score, known-label shares are size-weighted from each fine
+    cluster's top three; rules and medoids (which describe one fine cluster) are dropped."""
     groups: dict[int, list[dict[str, Any]]] = {}
     for c in clusters:
         groups.setdefault(mapping.get(int(c["cluster"]), -1), []).append(c)

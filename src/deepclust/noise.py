@@ -41,14 +41,15 @@ RULE = (f"distance to the cluster's centre beyond the median + {N_MAD:g} × 1.48
 
 def distance_outliers(space: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Boolean mask of the points whose distance to their cluster's mean exceeds the :data:`RULE` threshold."""
-    Z = np.asarray(space, dtype=np.float64).reshape(len(space), -1)
+    Z = np.asarray(space).reshape(len(space), -1)
     labels = np.asarray(labels)
     out = np.zeros(len(labels), dtype=bool)
     for c in np.unique(labels[labels >= 0]):
         members = np.flatnonzero(labels == c)
         if len(members) < MIN_CLUSTER_SIZE:
             continue
-        dist = np.linalg.norm(Z[members] - Z[members].mean(0), axis=1)
+        part = Z[members].astype(np.float64)
+        dist = np.linalg.norm(part - part.mean(0), axis=1)
         med = np.median(dist)
         mad = np.median(np.abs(dist - med))
         if mad > 0:
