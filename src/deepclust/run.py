@@ -147,7 +147,8 @@ def range_edge_note(k: int, lo: int, hi: int) -> str:
             "as a bound, not an estimate; give --k to choose yourself")
 
 
-def k_alternatives(selection: Any, tree: dict[str, Any], out: Path, max_listed: int = 5) -> dict[str, Any]:
+def k_alternatives(selection: Any, tree: dict[str, Any], out: Path, input_name: str = "INPUT",
+                   max_listed: int = 5) -> dict[str, Any]:
     """The other k the evidence supports (the chosen k stays one number): other peaks of the k search's
     silhouette curve within its tolerance (:func:`deepclust.select_k.alternatives`) and the coarser
     levels of the run's merge tree (:func:`deepclust.merge.tree_levels`), each with the command that
@@ -164,7 +165,7 @@ def k_alternatives(selection: Any, tree: dict[str, Any], out: Path, max_listed: 
     alts = sorted(found.values(), key=lambda a: a["k"])[:max_listed]
     for a in alts:
         a["command"] = (f"deepclust merge {out} --k {a['k']}" if a["k"] < k_fit
-                        else f"deepclust run INPUT --k {a['k']} --out NEW_FOLDER")
+                        else f"deepclust run {input_name} --k {a['k']} --out NEW_FOLDER")
     return {"chosen": selection.k, "also_supported": alts,
             "rule": (f"silhouette: another peak of the k search's curve within {ALT_TOLERANCE} of the best; tree_gap: "
                      f"merging below this k costs >= {TREE_GAP:g} times the merge before, in the run's Ward merge tree")}
@@ -266,7 +267,8 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
                             features=features, noise=noise)
     result.dataset, result.encoder = ds, enc
     if selection is not None:
-        result.k_alternatives = k_alternatives(selection, result.extra["merge_tree"], Path(out))
+        result.k_alternatives = k_alternatives(selection, result.extra["merge_tree"], Path(out),
+                                               str(input) if isinstance(input, (str, Path)) else "INPUT")
         if result.k_alternatives["also_supported"]:
             also = ", ".join(str(a["k"]) for a in result.k_alternatives["also_supported"])
             notes["k"] += f". Also supported: k = {also} (see the report's merge tree)"
