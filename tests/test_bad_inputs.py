@@ -88,6 +88,20 @@ def _write_user_files(root: Path) -> None:
     (root / "previous" / "thesis.tex").write_text("\\documentclass{article}")
 
 
+def _write_runs(root: Path) -> None:
+    """Finished run folders for `deepclust merge`: 3 and 2 clusters, one written before merge trees
+    (no merge_tree.json), one with a damaged tree."""
+    from deepclust.data.core import Dataset, DatasetMeta
+    from deepclust.pipeline import run_clustering, write_outputs
+
+    X = np.random.default_rng(1).normal(size=(30, 4)).astype(np.float32)
+    for name, k in (("run3", 3), ("run2", 2), ("run_old", 3), ("run_bad_tree", 3)):
+        ds = Dataset(X, None, DatasetMeta(name=name, modality="array"))
+        write_outputs(run_clustering(ds, "kmeans", k), root / name)
+    (root / "run_old" / "merge_tree.json").unlink()
+    (root / "run_bad_tree" / "merge_tree.json").write_text('{"clusters": [0, 1, 2], "sizes": [10, 10], "linkage": []}')
+
+
 def _tree_digest(root: Path) -> dict[str, str]:
     """Path → sha256 (or 'dir') of everything below ``root``, hidden files included."""
     digest: dict[str, str] = {}
@@ -104,6 +118,7 @@ def _tree_digest(root: Path) -> dict[str, str]:
 def user_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("userdata")
     _write_user_files(root)
+    _write_runs(root)
     return root
 
 
@@ -261,6 +276,21 @@ CLUSTER_CASES: list[tuple[str, list[str], list[str]]] = [
     ("report-list", ["report", "{d}/report_list"], ["report_data.json"]),
     ("report-broken-json", ["report", "{d}/report_broken"], ["report_data.json"]),
     ("report-on-file", ["report", "{d}/good.csv"], ["good.csv"]),
+    # merge: a finished run, a k below its own, a new folder
+    ("merge-missing", ["merge", "{d}/no_such_run", "--k", "2"], ["no_such_run"]),
+    ("merge-not-a-run", ["merge", "{d}/not_a_run", "--k", "2"], ["not a deepclust run"]),
+    ("merge-file", ["merge", "{d}/good.csv", "--k", "2"], ["good.csv"]),
+    ("merge-k-current", ["merge", "{d}/run3", "--k", "3"], ["--k", "3 clusters"]),
+    ("merge-k-more", ["merge", "{d}/run3", "--k", "5"], ["--k"]),
+    ("merge-k-one", ["merge", "{d}/run3", "--k", "1"], ["--k"]),
+    ("merge-k-word", ["merge", "{d}/run3", "--k", "two"], ["--k"]),
+    ("merge-k-missing", ["merge", "{d}/run3"], ["--k"]),
+    ("merge-two-clusters", ["merge", "{d}/run2", "--k", "2"], ["nothing to merge"]),
+    ("merge-old-run", ["merge", "{d}/run_old", "--k", "2"], ["merge_tree.json"]),
+    ("merge-damaged-tree", ["merge", "{d}/run_bad_tree", "--k", "2"], ["merge_tree.json"]),
+    ("merge-out-exists", ["merge", "{d}/run3", "--k", "2", "--out", "{d}/previous"], ["exists"]),
+    ("merge-out-is-source", ["merge", "{d}/run3", "--k", "2", "--out", "{d}/run3"], ["exists"]),
+    ("merge-out-inside-run", ["merge", "{d}/run3", "--k", "2", "--out", "{d}/run3/sub"], ["inside"]),
     # the command line itself
     ("no-command", [], ["command"]),
     ("unknown-command", ["clusterize", "digits"], ["clusterize"]),

@@ -2,6 +2,7 @@
 
     deepclust run INPUT --out DIR [--k K|auto] [--method NAME] [--encoder NAME]   (with report.html)
     deepclust report DIR
+    deepclust merge RUN --k K [--out DIR]                                         (coarsen, no refit)
     deepclust cluster INPUT --method NAME --n-clusters K [--seed S] [--device D] --out DIR
     deepclust datasets
     deepclust methods
@@ -110,7 +111,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         result = run_clustering(args.input, args.method, args.n_clusters, seed=args.seed, device=args.device,
                                 encoder=args.encoder, params=_parse_params(args.param), data_dir=args.data_dir,
                                 read_kwargs=read_kwargs, encoder_params=_parse_params(args.encoder_param),
-                                cache=not args.no_cache)
+                                cache=not args.no_cache, noise=args.noise)
         out = write_outputs(result, out, overwrite=args.overwrite, inputs=inputs)
     summary = result.summary()
     if args.json:
@@ -156,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     echo = None if (args.json or args.quiet) else (lambda msg: print(msg, flush=True))
     res = run(args.input, args.out, k=args.k, method=args.method, encoder=args.encoder, seed=args.seed,
               device=args.device, overwrite=args.overwrite, data_dir=args.data_dir, read_kwargs=read_kwargs,
-              params=_parse_params(args.param), budget_s=args.budget, echo=echo)
+              params=_parse_params(args.param), budget_s=args.budget, noise=args.noise, echo=echo)
     summary = res.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -170,6 +171,23 @@ def cmd_run(args: argparse.Namespace) -> int:
               + f", report {sec['report']:.1f}s")
         _print_scores(s)
     print(f"report: {summary['report']}")
+    return 0
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    from deepclust.merge import merge_run
+
+    res = merge_run(args.run, args.k, args.out)
+    if args.json:
+        print(json.dumps({**res.summary, "out": str(res.out)}, indent=2))
+        return 0
+    groups: dict[int, list[int]] = {}
+    for old, new in res.mapping.items():
+        groups.setdefault(new, []).append(old)
+    print(f"merged {res.k_from} clusters into {res.k} (Ward merge tree, no refit): "
+          + "; ".join(f"{new} = {'+'.join(map(str, olds))}" for new, olds in sorted(groups.items())))
+    print(f"written to {res.out}/ (assignments.csv, metrics.json, merge.json"
+          + (", report.html)" if (res.out / "report.html").is_file() else ")"))
     return 0
 
 
@@ -259,6 +277,11 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--data-dir", default=None, help="data folder (default: $DEEPCLUST_DATA or the user cache)")
         threads(p)
 
+    def noise(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--noise", action="store_true",
+                       help="leave points that belong to no cluster unassigned (-1): HDBSCAN's own noise, else "
+                            "points far from their cluster's centre (median + 3 MAD; see deepclust.noise)")
+
     def threads(p: argparse.ArgumentParser) -> None:
         p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                        help="torch CPU threads (default: $OMP_NUM_THREADS, else the free cores: cores minus the "
@@ -276,6 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label-column", default=None, help="tables/text files: the column holding known labels")
     p.add_argument("--text-column", default=None, help="text tables: the column holding the documents")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    noise(p)
     common(p)
     p.set_defaults(func=cmd_cluster)
 
@@ -298,8 +322,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default=None, help="text tables: the column holding the documents")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a method hyper-parameter")
     p.add_argument("--data-dir", default=None, help="data folder (default: $DEEPCLUST_DATA or the user cache)")
+    noise(p)
     threads(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("merge", help="coarsen a finished run to fewer clusters along its merge tree (no refit)")
+    p.add_argument("run", help="the --out folder of `deepclust run` or `deepclust cluster`")
+    p.add_argument("--k", "-k", type=int, required=True, help="the number of clusters to merge into (2 … k-1)")
+    p.add_argument("--out", default=None, help="a new folder (default: RUN-merged-kK beside the run)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_merge)
 
     p = sub.add_parser("report", help="rebuild report.html of a finished `deepclust run` (no re-clustering)")
     p.add_argument("run_dir", help="the --out folder of `deepclust run`")

@@ -23,7 +23,9 @@ from deepclust.data import Dataset, load_input
 from deepclust.device import resolve_device
 from deepclust.encoders.api import ENCODER_NAMES, encode_with_info
 from deepclust.errors import DeepclustError
+from deepclust.merge import TREE_FILE, merge_tree
 from deepclust.methods import get_method_info, make_method
+from deepclust.noise import NATIVE_NOISE, mark_noise, noise_summary, scores_with_noise
 from deepclust.output import check_out_dir, write_run_dir
 from deepclust.runtime import describe_device, json_safe, peak_memory_mb, seed_everything, thread_info, versions
 from deepclust.training import interrupts_abort
@@ -52,6 +54,9 @@ class ClusteringResult:
     encoder_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     threads: dict[str, Any] = field(default_factory=dict)
+    noise: dict[str, Any] | None = None  # --noise: what deepclust.noise.noise_summary records
+    scores_assigned: dict[str, float] | None = None  # --noise: the scores on the assigned points only
+    k_alternatives: dict[str, Any] | None = None  # `run --k auto`: the other k the evidence supports
 
     def summary(self) -> dict[str, Any]:
         """The metrics.json content: strict JSON (an undefined score is ``null``, never NaN)."""
@@ -71,6 +76,8 @@ class ClusteringResult:
             "converged": getattr(self.model, "converged_", None),  # False: stopped at an iteration limit
             "warnings": self.warnings,
             "scores": self.scores,
+            **({"noise": self.noise, "scores_assigned": self.scores_assigned} if self.noise is not None else {}),
+            **({"k_alternatives": self.k_alternatives} if self.k_alternatives is not None else {}),
             "seconds": self.seconds,
             "peak_memory_mb": round(self.peak_memory_mb, 1),
             "device": self.device,
@@ -95,11 +102,13 @@ def run_clustering(
     encoder_params: dict[str, Any] | None = None,
     cache: bool = True,
     features: tuple[np.ndarray, dict[str, Any]] | None = None,
+    noise: bool = False,
 ) -> ClusteringResult:
     """Fit ``method`` on ``dataset`` (a Dataset, a built-in name or a path) and score it.
 
     ``features``: the (array, encoder info) that :func:`deepclust.encoders.encode_with_info`
     already returned for this dataset and encoder, so that they are not computed twice.
+    ``noise``: leave points that belong nowhere unassigned (-1), see :mod:`deepclust.noise`.
 
     Problems the user should know about (k larger than the number of distinct points, a
     ``n_clusters`` that the method ignores) are warned and listed in ``warnings``."""
@@ -159,17 +168,27 @@ def run_clustering(
     t0 = time.perf_counter()
     confidence = model.predict_proba(X).max(axis=1)
     space = model.transform(X) if info.deep else X
+    noise_info = scores_assigned = None
+    if noise:
+        labels = mark_noise(space, labels, info.name in NATIVE_NOISE)
+        noise_info = noise_summary(labels, info.name in NATIVE_NOISE)
     scores = metrics.internal_scores(space.reshape(len(space), -1), labels, random_state=seed)
-    if ds.y is not None:
+    if ds.y is not None and noise:
+        on_all, on_assigned = scores_with_noise(ds.y, labels)
+        scores_assigned = {**scores, **on_assigned}
+        scores.update(on_all)
+    elif ds.y is not None:
         scores.update(metrics.external_scores(ds.y, labels))
     seconds["score"] = time.perf_counter() - t0
+    tree = merge_tree(space, labels, ds.y)
     seconds["total"] = sum(v for key, v in seconds.items() if "." not in key)
     return ClusteringResult(
         dataset=ds, method=info.name, params=all_params, model=model, labels=labels,
         confidence=np.asarray(confidence, dtype=np.float32), scores={k_: float(v) for k_, v in scores.items()},
         seconds={k_: round(v, 4) for k_, v in seconds.items()}, device=str(dev),
         device_name=describe_device(dev), encoder=enc_info["name"], peak_memory_mb=peak_memory_mb(dev),
-        encoder_info=enc_info, extra={"features": X}, warnings=notes, threads=thread_info(),
+        encoder_info=enc_info, extra={"features": X, "merge_tree": tree}, warnings=notes, threads=thread_info(),
+        noise=noise_info, scores_assigned=scores_assigned,
     )
 
 
@@ -193,6 +212,8 @@ def write_outputs(result: ClusteringResult, out: str | Path, *, overwrite: bool 
                                  np.round(result.confidence, 6).tolist()))
         (folder / "metrics.json").write_text(json.dumps(result.summary(), indent=2, allow_nan=False))
         result.model.save(folder / "model")
+        if "merge_tree" in result.extra:  # for `deepclust merge`
+            (folder / TREE_FILE).write_text(json.dumps(json_safe(result.extra["merge_tree"])))
         for name, content in (extra_files or {}).items():
             target = folder / name
             if isinstance(content, bytes):

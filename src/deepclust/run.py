@@ -147,14 +147,39 @@ def range_edge_note(k: int, lo: int, hi: int) -> str:
             "as a bound, not an estimate; give --k to choose yourself")
 
 
+def k_alternatives(selection: Any, tree: dict[str, Any], out: Path, input_name: str = "INPUT",
+                   max_listed: int = 5) -> dict[str, Any]:
+    """The other k the evidence supports (the chosen k stays one number): other peaks of the k search's
+    silhouette curve within its tolerance (:func:`deepclust.select_k.alternatives`) and the coarser
+    levels of the run's merge tree (:func:`deepclust.merge.tree_levels`), each with the command that
+    gives it (``deepclust merge`` for fewer clusters: no refit)."""
+    from deepclust.merge import TREE_GAP, tree_levels
+    from deepclust.select_k import ALT_TOLERANCE
+
+    found: dict[int, dict[str, Any]] = {}
+    for a in selection.extra.get("alternatives", []):
+        found.setdefault(a["k"], {"k": a["k"]})["silhouette"] = a["score"]
+    for level in tree_levels(tree):
+        found.setdefault(level["k"], {"k": level["k"]})["tree_gap"] = level["gap"]
+    k_fit = len(tree.get("clusters", []))
+    alts = sorted(found.values(), key=lambda a: a["k"])[:max_listed]
+    for a in alts:
+        a["command"] = (f"deepclust merge {out} --k {a['k']}" if a["k"] < k_fit
+                        else f"deepclust run {input_name} --k {a['k']} --out NEW_FOLDER")
+    return {"chosen": selection.k, "also_supported": alts,
+            "rule": (f"silhouette: another peak of the k search's curve within {ALT_TOLERANCE} of the best; tree_gap: "
+                     f"merging below this k costs >= {TREE_GAP:g} times the merge before, in the run's Ward merge tree")}
+
+
 @holding_out_lock  # from before the work until the files are written: a second run to `out` fails at once
 @interrupts_abort()  # Ctrl-C ends the run: nothing half-trained is written
 def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = None, encoder: str | None = None,
         seed: int = 0, device: str = "auto", overwrite: bool = False, data_dir: str | None = None,
         read_kwargs: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
         k_range: tuple[int, int] | None = DEFAULT_K_RANGE, budget_s: float | None = DEFAULT_BUDGET_S,
-        echo: Callable[[str], None] | None = None) -> RunOutput:
-    """Run the whole workflow; see the module notes. ``echo`` receives the human-readable choices."""
+        noise: bool = False, echo: Callable[[str], None] | None = None) -> RunOutput:
+    """Run the whole workflow; see the module notes. ``echo`` receives the human-readable choices;
+    ``noise`` leaves points that belong nowhere unassigned (:mod:`deepclust.noise`)."""
     from deepclust.data import Dataset, load_input
     from deepclust.methods import get_method_info
     from deepclust.device import resolve_device
@@ -239,8 +264,15 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         say(f"  method  {win.name}")
 
     result = run_clustering(fit_ds, meth, n_clusters, seed=seed, device=device, encoder=fit_enc, params=params,
-                            features=features)
+                            features=features, noise=noise)
     result.dataset, result.encoder = ds, enc
+    if selection is not None:
+        result.k_alternatives = k_alternatives(selection, result.extra["merge_tree"], Path(out),
+                                               str(input) if isinstance(input, (str, Path)) else "INPUT")
+        if result.k_alternatives["also_supported"]:
+            also = ", ".join(str(a["k"]) for a in result.k_alternatives["also_supported"])
+            notes["k"] += f". Also supported: k = {also} (see the report's merge tree)"
+            say(f"  also supported: k = {also}")
     # run_clustering got the data and features ready-made: record the times measured here
     result.seconds.update({key: round(value, 4) for key, value in seconds.items()})
     result.seconds["total"] = round(sum(v for key, v in result.seconds.items() if "." not in key and key != "total"), 4)

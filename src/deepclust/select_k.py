@@ -32,6 +32,12 @@ Criteria (each gives its own choice; all share step 1):
 * ``hdbscan`` — the number of clusters HDBSCAN (Campello, Moulavi & Sander 2013) finds in the
   reduction with the same ``min_cluster_size``: density, no search over k at all.
 
+**Other supported k.** ``extra["alternatives"]`` lists the other local maxima of the silhouette
+curve (each better than its tried neighbours) whose score is within :data:`ALT_TOLERANCE` = 0.05
+of the best: e.g. 10 and 20 on a hierarchy. The chosen k stays one number; ``deepclust run`` adds
+the levels its merge tree shows (:func:`deepclust.merge.tree_levels`) and suggests
+``deepclust merge`` for the coarser ones.
+
 The final k is the choice of ``rule`` (default ``"silhouette"``), or with ``rule="median"`` the
 median of the three choices (the lower middle one for an even count), a consensus that one
 criterion going astray cannot move. The default was chosen by the aggregate only: the four rules
@@ -73,6 +79,9 @@ DESCRIPTIONS = {
 N_NEIGHBORS = 15
 #: each grid k is about this factor times the previous one
 GRID_RATIO = 1.2
+#: another local maximum of the silhouette curve this close to the best is listed as also supported
+#: (a fixed margin on the silhouette's -1…1 scale, set before measuring and not tuned on the benchmark sets)
+ALT_TOLERANCE = 0.05
 
 
 @dataclass
@@ -130,6 +139,19 @@ def refine(score: Callable[[int], float], ks: Sequence[int], scores: dict[int, f
             return best
         for k in mids:
             scores[k] = score(k)
+
+
+def alternatives(curve: dict[int, float], chosen: int, tolerance: float = ALT_TOLERANCE) -> list[dict[str, Any]]:
+    """The local maxima of ``curve`` (k → score, higher better; over the k tried) other than ``chosen``
+    whose score is within ``tolerance`` of the best, best first."""
+    ks = [k for k in sorted(curve) if math.isfinite(curve[k])]
+    if not ks:
+        return []
+    best = max(curve[k] for k in ks)
+    peaks = [k for i, k in enumerate(ks) if (i == 0 or curve[k] > curve[ks[i - 1]])
+             and (i + 1 == len(ks) or curve[k] > curve[ks[i + 1]])]
+    return [{"k": k, "score": round(float(curve[k]), 4)} for k in sorted(peaks, key=lambda k: -curve[k])
+            if k != chosen and curve[k] >= best - tolerance]
 
 
 # ---------------------------------------------------------------------------------- helpers
@@ -304,9 +326,12 @@ def _select(X: np.ndarray, allowed: list[int], criteria: Sequence[str], rule: st
     extra = {"n_fits": len(fits), "reduction": f"{how} to {Z.shape[1]}-D", "k_min": allowed[0], "k_max": allowed[-1],
              "min_cluster_size": min_cluster_size}
     k = int(np.sort(list(choices.values()))[(len(choices) - 1) // 2]) if rule == "median" else choices[rule]
+    if "silhouette" in raw:
+        extra["alternatives"] = alternatives(raw["silhouette"], k)
+        extra["alternatives_rule"] = (f"other local maxima of the silhouette curve within {ALT_TOLERANCE} of the best")
     return KSelection(k=k, k_values=k_values, curves=curves, choices=choices,
                       rule=f"the choice of {rule} (searched k = {allowed[0]}…{allowed[-1]} coarse to fine in a "
                            f"{how} reduction)", n_samples_used=len(X), seconds=seconds, extra=extra)
 
 
-__all__ = ["CRITERIA", "DEFAULT_CRITERIA", "KSelection", "grid", "k_limit", "refine", "select_k", "umap_reduce"]
+__all__ = ["ALT_TOLERANCE", "CRITERIA", "DEFAULT_CRITERIA", "KSelection", "alternatives", "grid", "k_limit", "refine", "select_k", "umap_reduce"]

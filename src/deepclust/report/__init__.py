@@ -80,6 +80,7 @@ def collect_report_data(result: Any, features: np.ndarray, *, selection: Any = N
         "clusters": clusters,
         "select_k": selection.to_dict() if selection is not None else None,
         "pipeline": pipeline.to_dict() if pipeline is not None else None,
+        "merge_tree": result.extra.get("merge_tree"),
         "history": getattr(result.model, "history_", None),
         "timings": {**(timings or {})},
     }

@@ -89,6 +89,10 @@ def _overview(d: dict[str, Any]) -> str:
     if "acc" in sc:
         cards += [_card(_num(sc["acc"]), "ACC", "Hungarian-matched accuracy against the known labels"),
                   _card(_num(sc["nmi"]), "NMI"), _card(_num(sc["ari"]), "ARI")]
+    noise = s.get("noise")
+    if noise:
+        cards.append(_card(f'{noise["n_noise"]:,}', "noise points",
+                           f'{100 * noise["share"]:.1f}% left unassigned (-1): {noise["rule"]}. {noise["scores"]}'))
     notes = d.get("notes") or {}
     rows = [("data", f"{escape(str(s.get('dataset')))} ({escape(str(s.get('modality')))}) — {escape(str(s.get('protocol') or ''))}"),
             ("method", f"<code>{escape(str(s.get('method')))}</code> {escape(notes.get('method', ''))}"),
@@ -122,13 +126,24 @@ def _select_k(d: dict[str, Any]) -> str:
                       f'chooses <b>{sk["choices"].get(name)}</b></p></div>')
     rows = "".join(f"<tr><td>{escape(c)}</td><td class='num'>{k}</td><td class='num'>{sk.get('seconds', {}).get(c, 0):.1f} s</td></tr>"
                    for c, k in sk["choices"].items())
+    alts = (d["summary"].get("k_alternatives") or {})
+    also = ""
+    if alts.get("also_supported"):
+        def evidence(a: dict[str, Any]) -> str:
+            return "; ".join(([f"silhouette {a['silhouette']:.3f}"] if "silhouette" in a else [])
+                             + ([f"merge-tree jump ×{a['tree_gap']:.1f}"] if "tree_gap" in a else []))
+
+        items = "".join(f"<li>k = <b>{a['k']}</b>: {evidence(a)} — <code>{escape(a['command'])}</code></li>"
+                        for a in alts["also_supported"])
+        also = (f'<p><b>Also supported</b> (the chosen k stays {alts["chosen"]}; {escape(alts["rule"])}):</p>'
+                f'<ul class="docs">{items}</ul>')
     return (f'<section id="k"><h2>Choosing the number of clusters: k = {sk["k"]}</h2>'
             f'<p>Each criterion was computed on {sk["n_samples_used"]:,} points for k = {ks[0]}…{ks[-1]} without '
             f'using any label. The dashed line marks the chosen k; the red circle, each criterion\'s own choice. '
             f'Rule: {escape(sk["rule"])}.</p>'
             f'<div class="smalls">{"".join(charts)}</div>'
             f'<div class="panel" style="margin-top:12px;display:inline-block"><table><tr><th>criterion</th>'
-            f'<th class="num">chosen k</th><th class="num">time</th></tr>{rows}</table></div></section>')
+            f'<th class="num">chosen k</th><th class="num">time</th></tr>{rows}</table></div>{also}</section>')
 
 
 def _pipeline(d: dict[str, Any]) -> str:
@@ -151,10 +166,39 @@ def _pipeline(d: dict[str, Any]) -> str:
             f'</section>')
 
 
+def _merge_tree(d: dict[str, Any]) -> str:
+    t = d.get("merge_tree")
+    if not t or not t.get("linkage"):
+        return ""
+    rows, n, cut_k = t["linkage"], len(t["clusters"]), t.get("cut_k")
+    cut_h = (rows[n - cut_k - 1][2] + rows[n - cut_k][2]) / 2 if cut_k else None  # between the last merge made and the next
+    chart = svg.dendrogram(rows, t["clusters"], cut_height=cut_h, title="merge tree of the clusters")
+    name = {i: str(c) for i, c in enumerate(t["clusters"])}
+
+    def label(node: float) -> str:
+        return name.get(int(node), f"node {int(node)}")
+
+    top = []
+    for step in range(len(rows) - 1, max(-1, len(rows) - 16), -1):  # the last 15 merges, top down
+        a, b, h = rows[step][:3]
+        gap = rows[step + 1][2] / h if step + 1 < len(rows) and h > 0 else None
+        top.append(f"<tr><td class='num'>{n - step - 1}</td><td>{escape(label(a))} + {escape(label(b))}</td>"
+                   f"<td class='num'>{h:.4g}</td><td class='num'>{_num(gap, 2)}</td></tr>")
+    what = (f"The run was cut at k = {cut_k} (dashed line): clusters joined below it form one merged cluster."
+            if cut_k else "<code>deepclust merge RUN --k K</code> cuts it at K clusters without refitting.")
+    return (f'<section id="tree"><h2>Merge tree of the clusters</h2><p>{escape(t["criterion"])}. {what}</p>'
+            f'<div class="panel">{chart}</div><div class="panel" style="margin-top:12px;display:inline-block">'
+            '<table><tr><th class="num">clusters left</th><th>merge (cluster or node)</th><th class="num">height</th>'
+            f'<th class="num">next merge / this</th></tr>{"".join(top)}</table>'
+            '<p class="note">Node i ≥ the number of clusters is the group formed by merge i − k (scipy numbering). '
+            'A large ratio means the next merge joins groups much farther apart: a natural level.</p></div></section>')
+
+
 def _map(d: dict[str, Any]) -> str:
     m = d["map"]
     names = d.get("class_names")
-    by_cluster = svg.scatter(m["x"], m["y"], m["cluster"], names={c: f"cluster {c}" for c in set(m["cluster"])},
+    by_cluster = svg.scatter(m["x"], m["y"], m["cluster"],
+                             names={c: f"cluster {c}" if c >= 0 else "noise" for c in set(m["cluster"])},
                              title="coloured by cluster")
     panels = [f'<div class="panel">{by_cluster}</div>']
     if m.get("label") is not None:
@@ -226,7 +270,9 @@ def _cluster(c: dict[str, Any]) -> str:
     head = (f'<div class="head"><h3>Cluster {c["cluster"]}</h3><span class="pill">{c["size"]:,} members · '
             f'{100 * c["share"]:.1f}%</span><span class="pill">silhouette {_num(c.get("silhouette"))}</span>'
             f'<span class="pill">confidence {_num(c["mean_confidence"])}</span>'
-            f'<span class="pill">spread {_num(c["spread"], 2)}</span></div>')
+            f'<span class="pill">spread {_num(c["spread"], 2)}</span>'
+            + (f'<span class="pill">merged from clusters {", ".join(map(str, c["merged_from"]))}</span>'
+               if c.get("merged_from") else "") + '</div>')
     body = []
     if c.get("classes"):
         body.append('<div class="sub">Known labels in this cluster</div>' + " ".join(
@@ -277,10 +323,10 @@ def render_html(d: dict[str, Any]) -> str:
     """The report page for report data ``d`` (see :func:`deepclust.report.collect_report_data`)."""
     s = d["summary"]
     title = f"deepclust report — {s.get('dataset')}"
-    sections = [_overview(d), _select_k(d), _pipeline(d), _map(d), _labels(d), _sizes(d), _history(d),
+    sections = [_overview(d), _select_k(d), _pipeline(d), _merge_tree(d), _map(d), _labels(d), _sizes(d), _history(d),
                 '<section id="clusters"><h2>Cluster by cluster</h2>' + "".join(_cluster(c) for c in d["clusters"])
                 + "</section>"]
-    nav_items = [("overview", "Overview"), ("k", "Choosing k"), ("pipeline", "Pipeline"), ("map", "Map"), ("labels", "Labels"),
+    nav_items = [("overview", "Overview"), ("k", "Choosing k"), ("pipeline", "Pipeline"), ("tree", "Merge tree"), ("map", "Map"), ("labels", "Labels"),
                  ("sizes", "Sizes"), ("training", "Training"), ("clusters", "Clusters")]
     html_body = "".join(sections)
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in nav_items if f'id="{a}"' in html_body)

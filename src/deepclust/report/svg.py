@@ -201,3 +201,45 @@ def heatmap(matrix: Sequence[Sequence[float]], rows: Sequence[str], cols: Sequen
                              f'font-size="{fs}" text-anchor="middle" fill="{txt}">{int(v)}</text>')
     parts.append("</svg>")
     return "".join(parts)
+
+
+def dendrogram(linkage: Sequence[Sequence[float]], leaves: Sequence[int], *, cut_height: float | None = None,
+               width: int = 720, height: int = 240, title: str = "") -> str:
+    """A merge tree (a scipy linkage matrix over ``leaves``, laid out by :func:`scipy.cluster.hierarchy.dendrogram`),
+    leaves coloured as clusters; ``cut_height`` draws a dashed line where the tree is cut."""
+    from scipy.cluster.hierarchy import dendrogram as layout
+
+    ml, mr, mt, mb = 46, 10, 24 if title else 10, 34
+    d = layout([list(map(float, row)) for row in linkage], no_plot=True, labels=[str(c) for c in leaves])
+    xmax = 10.0 * len(leaves)
+    ymax = max((max(y) for y in d["dcoord"]), default=1.0) or 1.0
+    pw, ph = width - ml - mr, height - mt - mb
+
+    def X(x: float) -> float:
+        return ml + pw * x / xmax
+
+    def Y(y: float) -> float:
+        return mt + ph * (1 - y / ymax)
+
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img" '
+             f'aria-label="{escape(title)}">']
+    if title:
+        parts.append(f'<text class="ct" x="{ml}" y="14">{escape(title)}</text>')
+    for t in _ticks(0.0, ymax):
+        parts.append(f'<line class="grid" x1="{ml}" x2="{ml + pw}" y1="{Y(t):.1f}" y2="{Y(t):.1f}"/>'
+                     f'<text class="tick" x="{ml - 4}" y="{Y(t) + 3:.1f}" text-anchor="end">{_fmt(t)}</text>')
+    for xs, ys in zip(d["icoord"], d["dcoord"]):
+        pts = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in zip(xs, ys))
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="#374151" stroke-width="1.2"/>')
+    font = 10.5 if len(leaves) <= 40 else 7
+    for i, name in enumerate(d["ivl"]):
+        x = X(5 + 10 * i)
+        parts.append(f'<circle cx="{x:.1f}" cy="{Y(0):.1f}" r="3" fill="{color(int(name))}"/>')
+        if len(leaves) <= 80:
+            parts.append(f'<text class="tick" x="{x:.1f}" y="{Y(0) + 14:.1f}" text-anchor="middle" '
+                         f'style="font-size:{font}px">{escape(name)}</text>')
+    if cut_height is not None:
+        parts.append(f'<line class="mark" x1="{ml}" x2="{ml + pw}" y1="{Y(cut_height):.1f}" y2="{Y(cut_height):.1f}"/>')
+    parts.append(f'<text class="tick" x="{ml + pw / 2:.0f}" y="{height - 4}" text-anchor="middle">clusters '
+                 '(height: Ward distance of the merge)</text></svg>')
+    return "".join(parts)
