@@ -93,6 +93,21 @@ def test_dec_target_option_and_flat_vectors(init) -> None:
     assert accuracy(y, model.labels_) > 0.9
 
 
+def test_pic_init_above_its_size_limit_clusters_a_subsample(monkeypatch) -> None:
+    """Above PIC_MAX_SAMPLES, AC-PIC runs on a random subsample and every point joins its nearest
+    centroid: the fit still separates the blobs and labels every point."""
+    import deepclust.methods.depict as depict_module
+
+    monkeypatch.setattr(depict_module, "PIC_MAX_SAMPLES", 60)
+    rng = np.random.default_rng(1)
+    centers = rng.normal(0, 6, (3, 12))
+    X = np.concatenate([c + rng.normal(0, 1, (50, 12)) for c in centers]).astype(np.float32)
+    y = np.repeat(np.arange(3), 50)
+    model = DEPICT(3, hidden_dims=(32, 32), init="pic", random_state=0, **FAST).fit(X)
+    assert model.init_used_ == "pic" and model.labels_.shape == (150,)
+    assert accuracy(y, model.labels_) > 0.9
+
+
 def test_auto_init_is_pic_for_small_data(fitted) -> None:
     assert fitted[0].init_used_ == "pic"
 

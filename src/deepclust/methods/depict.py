@@ -121,8 +121,9 @@ class DEPICT(BaseClusterer):
         each hidden layer (0.1 in the paper).
     dropout : corruption rate of the noisy pathway (0.1 in the paper).
     channels : conv feature maps (50, 50 in the paper); hidden_dims : widths for flat vectors.
-    init : initial partition of the pretrained embedding: ``"pic"`` (AC-PIC), ``"kmeans"`` or
-        ``"auto"`` (AC-PIC up to ``PIC_MAX_SAMPLES`` points, else k-means).
+    init : initial partition of the pretrained embedding: ``"pic"`` (AC-PIC; above
+        ``PIC_MAX_SAMPLES`` points on a random subsample of that size, the rest joining the nearest
+        centroid), ``"kmeans"`` or ``"auto"`` (AC-PIC up to ``PIC_MAX_SAMPLES`` points, else k-means).
     kmeans_n_init : k-means restarts when k-means initialises (40 in the paper).
     cache_dir : folder for pretrained autoencoders (None: ``$DEEPCLUST_CACHE`` or no cache); fits
         with the same data, seed and pretraining settings (e.g. both targets) then pretrain once.
@@ -286,16 +287,22 @@ class DEPICT(BaseClusterer):
         Z = batched(ae.encode, Xt, mixed_precision=self.mixed_precision).float().cpu().numpy()
         self.init_used_ = self.init if self.init != "auto" else ("pic" if n <= PIC_MAX_SAMPLES else "kmeans")
         if self.init_used_ == "pic":
-            min_size = max(1, math.ceil(PIC_MIN_SHARE * n / self.n_clusters))
-            start = PathIntegralClustering(self.n_clusters, min_cluster_size=min_size).fit(Z)
+            # AC-PIC's cost grows faster than n: above PIC_MAX_SAMPLES it clusters a random subsample,
+            # and every point joins the nearest of its centroids
+            sample = Z if n <= PIC_MAX_SAMPLES else Z[np.random.default_rng(seed).choice(n, PIC_MAX_SAMPLES,
+                                                                                         replace=False)]
+            min_size = max(1, math.ceil(PIC_MIN_SHARE * len(sample) / self.n_clusters))
+            start = PathIntegralClustering(self.n_clusters, min_cluster_size=min_size).fit(sample)
+            start_labels = start.labels_ if sample is Z else start.predict(Z)
         else:
             start = inner_kmeans(Z, self.n_clusters, n_init=int(self.kmeans_n_init), device=dev, random_state=seed)
+            start_labels = start.labels_
         head.init_from_centroids(torch.from_numpy(start.cluster_centers_))
         timings["init"] = time.perf_counter() - t0
 
         optimizer = torch.optim.Adam([*ae.parameters(), *head.parameters()], lr=plan["lr"])
         rw = float(self.recon_weight)
-        init_labels = torch.from_numpy(start.labels_).to(dev)
+        init_labels = torch.from_numpy(np.asarray(start_labels, dtype=np.int64)).to(dev)
         targets = {"q": torch.nn.functional.one_hot(init_labels, self.n_clusters).float()}
 
         def joint(idx: torch.Tensor) -> dict[str, torch.Tensor]:
