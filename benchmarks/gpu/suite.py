@@ -127,11 +127,11 @@ def depict_pretrain_flops(image_shape: tuple[int, ...], k: int, channels: Any) -
     return counter.get_total_flops() / len(xb)
 
 
-def depict(seed: int, target: str) -> Callable[[Context], Iterator[dict[str, Any]]]:
+def depict(seed: int, target: str, init: str | None = None) -> Callable[[Context], Iterator[dict[str, Any]]]:
     def run(ctx: Context) -> Iterator[dict[str, Any]]:
         from deepclust.bench import run_one
 
-        params = {**DEPICT_SCHEDULE, "target": target}
+        params = {**DEPICT_SCHEDULE, "target": target, **({"init": init} if init else {})}
         if ctx.smoke:
             params.update(pretrain_epochs=1, warmup_epochs=1, cluster_epochs=1, channels=[8, 8])
         ds = ctx.dataset("mnist")
@@ -236,6 +236,8 @@ STEPS = [
          depict(0, "dec"), "depict-dec"),
     Step("pretrain-batch", "DEPICT pretraining images/s at batch 256, 1024, 4096 (2 epochs each)", 30, 10,
          pretrain_batch),
+    Step("depict-s0-pic", "DEPICT MNIST-full seed 0 init=pic (AC-PIC on 20,000; autoencoder from the cache)", 120,
+         20, depict(0, "dec", "pic")),
     Step("kmeans-1m", "KMeans 1M×128 k=1000 20 it., ours on the GPU vs faiss-cpu, shared start", 40, 10, kmeans_1m),
     Step("kmeans-mnist", "KMeans MNIST-full raw k=10, ours vs faiss-cpu; ACC", 10, 10, kmeans_mnist),
     Step("dec-clustpy", f"DEC MNIST-full, ours vs ClustPy 0.0.3, {CLUSTPY_EPOCHS}+{CLUSTPY_EPOCHS} epochs", 50, 15,
