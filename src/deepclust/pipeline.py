@@ -25,6 +25,9 @@ from deepclust.encoders.api import ENCODER_NAMES, encode_with_info
 from deepclust.errors import DeepclustError
 from deepclust.methods import get_method_info, make_method
 from deepclust.output import check_out_dir, write_run_dir
+from deepclust.supervision import (
+    KINDS, Supervision, read_supervision, refuse_supervision, scored_mask, takes_supervision,
+)
 from deepclust.runtime import describe_device, json_safe, peak_memory_mb, seed_everything, thread_info, versions
 from deepclust.training import interrupts_abort
 from deepclust.validation import check_n_clusters, check_not_constant, check_seed
@@ -52,6 +55,7 @@ class ClusteringResult:
     encoder_info: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     threads: dict[str, Any] = field(default_factory=dict)
+    supervision: dict[str, int] | None = None  # counts of the labels/constraints given, and of the scored samples
 
     def summary(self) -> dict[str, Any]:
         """The metrics.json content: strict JSON (an undefined score is ``null``, never NaN)."""
@@ -70,6 +74,7 @@ class ClusteringResult:
             "n_clusters_found": found,
             "converged": getattr(self.model, "converged_", None),  # False: stopped at an iteration limit
             "warnings": self.warnings,
+            **({"supervision": self.supervision} if self.supervision else {}),
             "scores": self.scores,
             "seconds": self.seconds,
             "peak_memory_mb": round(self.peak_memory_mb, 1),
@@ -95,17 +100,27 @@ def run_clustering(
     encoder_params: dict[str, Any] | None = None,
     cache: bool = True,
     features: tuple[np.ndarray, dict[str, Any]] | None = None,
+    labels_file: str | Path | None = None,
+    constraints_file: str | Path | None = None,
+    supervision: Supervision | None = None,
 ) -> ClusteringResult:
     """Fit ``method`` on ``dataset`` (a Dataset, a built-in name or a path) and score it.
 
     ``features``: the (array, encoder info) that :func:`deepclust.encoders.encode_with_info`
     already returned for this dataset and encoder, so that they are not computed twice.
 
+    ``labels_file`` / ``constraints_file`` (read by :func:`deepclust.supervision.read_supervision`) or
+    ``supervision`` give partial labels and pairwise constraints to a method that uses them; the
+    external scores then count only the samples they do not name.
+
     Problems the user should know about (k larger than the number of distinct points, a
     ``n_clusters`` that the method ignores) are warned and listed in ``warnings``."""
     info = get_method_info(method)  # unknown method: fail before loading anything
     check_seed(seed)
     finds_k = not info.load_class()._requires_n_clusters
+    if labels_file is not None or constraints_file is not None:  # refused before any data are read
+        given = [k for k, f in zip(KINDS, (labels_file, constraints_file)) if f is not None]
+        refuse_supervision(info.name, given, takes_supervision(info.load_class()))
     dev = resolve_device(device)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -130,6 +145,10 @@ def run_clustering(
         ds, encoder, device=dev, cache=cache, random_state=seed, **(encoder_params or {}))
     seconds["features"] = time.perf_counter() - t0
     check_not_constant(X, name=ds.meta.name)
+    if labels_file is not None or constraints_file is not None:
+        supervision = read_supervision(len(ds), k, labels_file, constraints_file)
+    if supervision is not None:
+        refuse_supervision(info.name, supervision.kinds, takes_supervision(info.load_class()))
 
     for key, option in (("n_clusters", "-k/--n-clusters"), ("random_state", "--seed"), ("device", "--device")):
         if key in (params or {}):
@@ -140,7 +159,7 @@ def run_clustering(
         torch.cuda.reset_peak_memory_stats(dev)
     model = make_method(info.name, **all_params)
     t0 = time.perf_counter()
-    model.fit(X)
+    model.fit(X, **(supervision.fit_kwargs() if supervision is not None else {}))
     seconds["fit"] = time.perf_counter() - t0
     for phase, sec in (getattr(model, "timings_", None) or {}).items():
         seconds[f"fit.{phase}"] = float(sec)
@@ -160,8 +179,9 @@ def run_clustering(
     confidence = model.predict_proba(X).max(axis=1)
     space = model.transform(X) if info.deep else X
     scores = metrics.internal_scores(space.reshape(len(space), -1), labels, random_state=seed)
-    if ds.y is not None:
-        scores.update(metrics.external_scores(ds.y, labels))
+    scored = scored_mask(supervision, len(labels))
+    if ds.y is not None and scored.any():  # never on the samples the user labelled or constrained
+        scores.update(metrics.external_scores(ds.y[scored], labels[scored]))
     seconds["score"] = time.perf_counter() - t0
     seconds["total"] = sum(v for key, v in seconds.items() if "." not in key)
     return ClusteringResult(
@@ -170,6 +190,7 @@ def run_clustering(
         seconds={k_: round(v, 4) for k_, v in seconds.items()}, device=str(dev),
         device_name=describe_device(dev), encoder=enc_info["name"], peak_memory_mb=peak_memory_mb(dev),
         encoder_info=enc_info, extra={"features": X}, warnings=notes, threads=thread_info(),
+        supervision=None if supervision is None else {**supervision.describe(), "n_scored": int(scored.sum())},
     )
 
 

@@ -102,7 +102,7 @@ class SemiSupervisedClusterer(BaseClusterer):
         yy = None if y is None else check_partial_labels(y, X.shape[0], k)
         ml, cl = check_constraints(must_link, cannot_link, X.shape[0], yy)
         sup = Supervision(yy, ml, cl)
-        refuse_supervision(type(self).__name__, sup, self._takes)
+        refuse_supervision(type(self).__name__, sup.kinds, self._takes)
         self._supervision = sup
         self.n_labelled_ = sup.n_labelled
         self.n_must_link_ = int(len(ml))
@@ -116,11 +116,9 @@ class SemiSupervisedClusterer(BaseClusterer):
         return self.fit(X, y, **kwargs).labels_
 
 
-def refuse_supervision(method: str, supervision: Supervision | None, takes: tuple[str, ...]) -> None:
-    """One clear line when ``method`` is given a kind of supervision it does not use."""
-    if supervision is None:
-        return
-    wrong = [k for k in supervision.kinds if k not in takes]
+def refuse_supervision(method: str, kinds: list[str], takes: tuple[str, ...]) -> None:
+    """One clear line when ``method`` is given kinds of supervision ("labels", "constraints") it does not use."""
+    wrong = [k for k in kinds if k not in takes]
     if not wrong:
         return
     users = {"labels": "seeded-kmeans, constrained-kmeans", "constraints": "cop-kmeans, pckmeans"}

@@ -184,6 +184,7 @@ class COPKMeans(_SupervisedKMeansBase):
     """
 
     _takes = ("constraints",)
+    _saved_values = _SupervisedKMeansBase._saved_values + ("violations_",)
 
     def __init__(self, n_clusters: int = 8, *, max_iter: int = 300, tol: float = 1e-4, device: Any = "auto",
                  random_state: Any = 0):
@@ -294,7 +295,8 @@ class PCKMeans(_SupervisedKMeansBase):
     def _adjacency(pairs: np.ndarray, n: int, dev: torch.device) -> torch.Tensor:
         """Symmetric sparse (n × n) count matrix of the pairs."""
         idx = torch.as_tensor(np.concatenate([pairs, pairs[:, ::-1]]).T.copy(), device=dev)
-        return torch.sparse_coo_tensor(idx, torch.ones(idx.shape[1], device=dev), (n, n)).coalesce()
+        return torch.sparse_coo_tensor(idx, torch.ones(idx.shape[1], device=dev), (n, n),
+                                       check_invariants=True).coalesce()
 
     @torch.no_grad()
     def _fit(self, X: np.ndarray) -> None:
