@@ -132,8 +132,8 @@ def takes_supervision(cls: type) -> tuple[str, ...]:
 
 
 # ---------------------------------------------------------------------------------------------- files
-def _rows(path: Path, what: str) -> list[list[str]]:
-    """The non-blank CSV rows of ``path``, cells stripped."""
+def _rows(path: Path, what: str, keep_blank: bool = False) -> list[list[str]]:
+    """The CSV rows of ``path``, cells stripped; blank lines left out unless ``keep_blank`` (then ``[""]``)."""
     try:
         with open(path, newline="", encoding="utf-8") as fh:
             rows = [[c.strip() for c in row] for row in csv.reader(fh)]
@@ -141,10 +141,9 @@ def _rows(path: Path, what: str) -> list[list[str]]:
         raise DeepclustError(f"{what} file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DeepclustError(f"cannot read the {what} file {path}: {exc}") from None
-    rows = [r for r in rows if any(r)]
-    if not rows:
+    if not any(any(r) for r in rows):
         raise DeepclustError(f"the {what} file {path} is empty")
-    return rows
+    return [r if any(r) else [""] for r in rows] if keep_blank else [r for r in rows if any(r)]
 
 
 def _index(text: str, path: Path, line: int, n_samples: int) -> int:
@@ -170,10 +169,10 @@ def read_labels_file(path: str | Path, n_samples: int) -> tuple[np.ndarray, list
     """Partial labels from a CSV: ``index,label`` rows, or one column with a row per sample (empty =
     unlabelled). Returns (y with -1 for unlabelled samples, the label values by class id)."""
     path = Path(path)
-    rows = _rows(path, "labels")
-    widths = {len(r) for r in rows}
-    if widths == {1}:  # one column, a row per sample (an optional header line)
-        cells = [r[0] for r in rows]
+    every_row = _rows(path, "labels", keep_blank=True)
+    rows = [r for r in every_row if any(r)]
+    if {len(r) for r in rows} == {1}:  # one column, a row per sample (an optional header line)
+        cells = [r[0] for r in every_row]
         if len(cells) == n_samples + 1:
             cells = cells[1:]
         elif len(cells) != n_samples:
