@@ -3,6 +3,8 @@
 * a few labels fix a split that k-means gets wrong (seeded and constrained k-means);
 * COP-k-means respects every constraint, and says so clearly when it cannot;
 * PCKMeans violates fewer constraints as their weight grows;
+* transductive few-shot clustering: the Laplacian term keeps neighbours together and, with a few
+  labels, beats seeded k-means on real digits;
 * scores count only the samples the user did not label or constrain.
 """
 
@@ -19,6 +21,7 @@ from deepclust.base import load_model
 from deepclust.cli import main
 from deepclust.engines.constrained import COPKMeans, PCKMeans, SeededKMeans
 from deepclust.engines.kmeans import KMeans
+from deepclust.engines.transductive import TransductiveFewShot
 from deepclust.errors import DeepclustError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -56,8 +59,9 @@ def test_a_few_labels_fix_the_split_kmeans_gets_wrong(seed: int) -> None:
     y = partial(t, 0.02, seed)  # 16 labels of 800
     unlabelled = y < 0
     assert metrics.accuracy(t, KMeans(3, random_state=seed).fit(X).labels_) < 0.6
-    for constrained in (False, True):
-        model = SeededKMeans(3, constrained=constrained, random_state=seed).fit(X, y)
+    for model in (SeededKMeans(3, random_state=seed), SeededKMeans(3, constrained=True, random_state=seed),
+                  TransductiveFewShot(3, random_state=seed)):
+        model.fit(X, y)
         assert metrics.accuracy(t[unlabelled], model.labels_[unlabelled]) > 0.95
         assert model.n_labelled_ == int((y >= 0).sum())
 
@@ -105,6 +109,35 @@ def test_pckmeans_violates_less_as_the_weight_grows(seed: int) -> None:
     assert violated[2] <= 0.1 * violated[0]  # greedy single-sample moves may leave a few (as in the paper)
 
 
+def test_transductive_laplacian_keeps_neighbours_together() -> None:
+    from deepclust.engines.neighbors import euclidean_knn
+
+    X, t = broad_and_two_tight(1)
+    y = partial(t, 0.02, 1)
+    _, knn = euclidean_knn(X, 10)
+    cut = []
+    for weight in (0.0, 1.0):
+        model = TransductiveFewShot(3, laplacian_weight=weight, n_neighbors=10).fit(X, y)
+        labels = model.labels_
+        cut.append(float((labels[:, None] != labels[knn]).mean()))
+        labelled = y >= 0
+        assert (model.classes_[labels[labelled]] == y[labelled]).all()  # the labelled points keep their class
+    assert cut[1] < 0.5 * cut[0]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_transductive_beats_seeded_kmeans_on_digits(seed: int) -> None:
+    from deepclust.data import load_dataset
+
+    ds = load_dataset("digits")  # scikit-learn's 1,797 8×8 digits, shipped with it
+    X = ds.X.reshape(len(ds), -1)
+    y = partial(ds.y, 0.05, seed)
+    rest = y < 0
+    seeded = metrics.accuracy(ds.y[rest], SeededKMeans(10, random_state=seed).fit(X, y).labels_[rest])
+    fewshot = metrics.accuracy(ds.y[rest], TransductiveFewShot(10, random_state=seed).fit(X, y).labels_[rest])
+    assert fewshot > 0.9 and fewshot > seeded + 0.05
+
+
 def test_no_supervision_is_kmeans() -> None:
     X, _ = broad_and_two_tight(0)
     for model in (SeededKMeans(3), COPKMeans(3), PCKMeans(3)):
@@ -116,8 +149,9 @@ def test_no_supervision_is_kmeans() -> None:
 
 @pytest.mark.parametrize("make", [lambda X, t: SeededKMeans(3, constrained=True).fit(X, partial(t, 0.05, 0)),
                                   lambda X, t: COPKMeans(3).fit(X, cannot_link=true_pairs(t, 50, 0)[1]),
-                                  lambda X, t: PCKMeans(3).fit(X, must_link=true_pairs(t, 50, 0)[0])],
-                         ids=["seeded", "cop", "pck"])
+                                  lambda X, t: PCKMeans(3).fit(X, must_link=true_pairs(t, 50, 0)[0]),
+                                  lambda X, t: TransductiveFewShot(3).fit(X, partial(t, 0.02, 0))],
+                         ids=["seeded", "cop", "pck", "transductive"])
 def test_save_and_load_predict_the_same(make, tmp_path: Path) -> None:
     X, t = broad_and_two_tight(0)
     model = make(X, t)

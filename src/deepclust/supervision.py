@@ -121,7 +121,7 @@ def refuse_supervision(method: str, kinds: list[str], takes: tuple[str, ...]) ->
     wrong = [k for k in kinds if k not in takes]
     if not wrong:
         return
-    users = {"labels": "seeded-kmeans, constrained-kmeans", "constraints": "cop-kmeans, pckmeans"}
+    users = {"labels": "seeded-kmeans, constrained-kmeans, transductive-fewshot", "constraints": "cop-kmeans, pckmeans"}
     raise DeepclustError(f"{method} does not use {' or '.join(wrong)}; methods that do: "
                          + "; ".join(f"{k}: {users[k]}" for k in wrong))
 

@@ -75,6 +75,9 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("pckmeans", "deepclust.engines.constrained:PCKMeans",
                    "k-means with soft pairwise constraints: a penalty weight per violated must-/cannot-link",
                    "Basu, Banerjee & Mooney, SDM 2004"),
+        MethodInfo("transductive-fewshot", "deepclust.engines.transductive:TransductiveFewShot",
+                   "prototypes + Laplacian regularisation on a K-NN graph + a few labelled points, by a bound "
+                   "optimiser with parallel per-point updates", "Ziko et al., arXiv 2106.09516 (2021)"),
         MethodInfo("depict", "deepclust.methods.depict:DEPICT",
                    "conv denoising autoencoder + softmax head trained on a frequency-regularised KL target",
                    "Ghasedi Dizaji et al., ICCV 2017", deep=True),
