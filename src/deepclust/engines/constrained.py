@@ -59,6 +59,22 @@ def complete_centers(X: torch.Tensor, centers: torch.Tensor, k: int, generator: 
     return torch.stack(C).contiguous()
 
 
+def seeded_start(Xt: torch.Tensor, y: np.ndarray | None, k: int, generator: torch.Generator
+                 ) -> tuple[np.ndarray, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(classes, indices of the labelled samples, their clusters, k initial centres) from partial labels
+    ``y`` (-1 = unlabelled, or None): centre ``j`` at the mean of the labelled samples of ``classes[j]``,
+    further centres k-means++ style (Basu, Banerjee & Mooney 2002)."""
+    dev = Xt.device
+    if y is None or not (y >= 0).any():
+        none = torch.zeros(0, dtype=torch.int64, device=dev)
+        return np.zeros(0, np.int64), none, none, complete_centers(Xt, Xt[:0], k, generator)
+    classes, codes = np.unique(y[y >= 0], return_inverse=True)
+    fixed = torch.as_tensor(np.flatnonzero(y >= 0), device=dev)
+    fixed_labels = torch.as_tensor(codes, device=dev)
+    seeds, _ = _group_means(Xt[fixed], fixed_labels, len(classes))
+    return classes.astype(np.int64), fixed, fixed_labels, complete_centers(Xt, seeds, k, generator)
+
+
 def _group_means(X: torch.Tensor, groups: torch.Tensor, n_groups: int) -> tuple[torch.Tensor, torch.Tensor]:
     """(means, sizes) of the rows of ``X`` by group id (float64 sums)."""
     sums = torch.zeros((n_groups, X.shape[1]), dtype=torch.float64, device=X.device)
@@ -121,18 +137,9 @@ class SeededKMeans(_SupervisedKMeansBase):
         k = int(self.n_clusters)
         dev = resolve_device(self.device)
         Xt = _to_device(X, dev)
-        y = self._supervision.y
         gen = _torch_generator(int(np.random.default_rng(self.random_state).integers(2**62)), dev)
-        if y is None:
-            classes = np.zeros(0, np.int64)
-            seeds = torch.zeros((0, Xt.shape[1]), device=dev)
-        else:
-            classes, codes = np.unique(y[y >= 0], return_inverse=True)
-            idx = torch.as_tensor(np.flatnonzero(y >= 0), device=dev)
-            seeds, _ = _group_means(Xt[idx], torch.as_tensor(codes, device=dev), len(classes))
-        C = complete_centers(Xt, seeds, k, gen)
-        self.classes_ = classes.astype(np.int64)
-        if not self.constrained or y is None:
+        self.classes_, fixed, fixed_labels, C = seeded_start(Xt, self._supervision.y, k, gen)
+        if not self.constrained or len(fixed) == 0:
             km = KMeans(k, init=C.cpu().numpy(), max_iter=self.max_iter, tol=self.tol, device=dev,
                         random_state=self.random_state)
             with warnings.catch_warnings():
@@ -141,8 +148,6 @@ class SeededKMeans(_SupervisedKMeansBase):
             self._finish(Xt, torch.as_tensor(km.cluster_centers_, device=dev),
                          torch.as_tensor(km.labels_, device=dev), km.n_iter_, km.converged_)
             return
-        fixed = torch.as_tensor(np.flatnonzero(y >= 0), device=dev)
-        fixed_labels = torch.as_tensor(codes, device=dev)
         C, labels, n_iter, converged = self._clamped_lloyd(Xt, C, fixed, fixed_labels)
         self._finish(Xt, C, labels, n_iter, converged)
 
@@ -213,7 +218,7 @@ class COPKMeans(_SupervisedKMeansBase):
             partners.setdefault(b, []).append(a)
         order = sorted(partners, key=lambda g: -len(partners[g]))
         gen = _torch_generator(int(np.random.default_rng(self.random_state).integers(2**62)), dev)
-        C = complete_centers(Xt, torch.zeros((0, Xt.shape[1]), device=dev), k, gen)
+        C = complete_centers(Xt, Xt[:0], k, gen)
         tol_abs = float(Xt.var(0).mean()) * float(self.tol)
         prev, converged, it = None, False, 0
         for it in range(1, int(self.max_iter) + 1):

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from deepclust.device import resolve_device
-from deepclust.engines.constrained import _SupervisedKMeansBase, _group_means, complete_centers
+from deepclust.engines.constrained import _SupervisedKMeansBase, seeded_start
 from deepclust.engines.kmeans import _check_common, _sq_distances, _to_device, _torch_generator
 from deepclust.engines.neighbors import euclidean_knn
 from deepclust.errors import DeepclustError
@@ -95,19 +95,9 @@ class TransductiveFewShot(_SupervisedKMeansBase):
         lam = float(self.laplacian_weight)
         dev = resolve_device(self.device)
         Xt = _to_device(X, dev)
-        y = self._supervision.y
         gen = _torch_generator(int(np.random.default_rng(self.random_state).integers(2**62)), dev)
-        if y is None or not (y >= 0).any():
-            classes, seeds = np.zeros(0, np.int64), torch.zeros((0, Xt.shape[1]), device=dev)
-            fixed = torch.zeros(0, dtype=torch.int64, device=dev)
-            fixed_onehot = torch.zeros((0, k), device=dev)
-        else:
-            classes, codes = np.unique(y[y >= 0], return_inverse=True)
-            fixed = torch.as_tensor(np.flatnonzero(y >= 0), device=dev)
-            seeds, _ = _group_means(Xt[fixed], torch.as_tensor(codes, device=dev), len(classes))
-            fixed_onehot = torch.nn.functional.one_hot(torch.as_tensor(codes, device=dev), k).float()
-        self.classes_ = classes.astype(np.int64)
-        C = complete_centers(Xt, seeds, k, gen)
+        self.classes_, fixed, fixed_labels, C = seeded_start(Xt, self._supervision.y, k, gen)
+        fixed_onehot = torch.nn.functional.one_hot(fixed_labels, k).float()
         W = self._affinity(X, n_neighbors, dev)
         scale = float(_sq_distances(Xt, C, n).amin(1).mean().clamp(min=1e-12))
 
