@@ -199,6 +199,22 @@ def test_cli_scores_only_the_samples_not_given(tmp_path: Path, capsys: pytest.Ca
     assert summary["supervision"]["n_must_link"] == 1 and summary["supervision"]["n_cannot_link"] == 2
 
 
+def test_labels_column_of_the_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    X, t = broad_and_two_tight(0)
+    y = partial(t, 0.02, 0)
+    cells = [str(v) if v >= 0 else "" for v in y]
+    (tmp_path / "d.csv").write_text("a,b,known\n" + "".join(f"{a},{b},{c}\n" for (a, b), c in zip(X, cells)))
+    code = main(["--quiet", "cluster", str(tmp_path / "d.csv"), "-k", "3", "--method", "seeded-kmeans",
+                 "--labels-column", "known", "--out", str(tmp_path / "run"), "--threads", "1"])
+    assert code == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert summary["supervision"]["n_labelled"] == int((y >= 0).sum())
+    config = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    assert config["fitted"]["n_features_in_"] == 2  # the labels are not a feature
+    found = np.loadtxt(tmp_path / "run" / "assignments.csv", delimiter=",", skiprows=1, usecols=1).astype(int)
+    assert metrics.accuracy(t[y < 0], found[y < 0]) > 0.95
+
+
 def test_labels_file_with_one_column_and_empty_cells(tmp_path: Path) -> None:
     from deepclust.supervision import read_labels_file
 

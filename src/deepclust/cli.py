@@ -3,7 +3,7 @@
     deepclust run INPUT --out DIR [--k K|auto] [--method NAME] [--encoder NAME]   (with report.html)
     deepclust report DIR
     deepclust cluster INPUT --method NAME --n-clusters K [--seed S] [--device D] --out DIR
-                      [--labels FILE] [--constraints FILE]
+                      [--labels FILE | --labels-column NAME] [--constraints FILE]
     deepclust datasets
     deepclust methods
     deepclust bench --methods A,B --datasets X,Y --seeds 0,1,2 --out FILE.jsonl
@@ -112,7 +112,7 @@ def cmd_cluster(args: argparse.Namespace) -> int:
                                 encoder=args.encoder, params=_parse_params(args.param), data_dir=args.data_dir,
                                 read_kwargs=read_kwargs, encoder_params=_parse_params(args.encoder_param),
                                 cache=not args.no_cache, labels_file=args.labels,
-                                constraints_file=args.constraints)
+                                labels_column=args.labels_column, constraints_file=args.constraints)
         out = write_outputs(result, out, overwrite=args.overwrite, inputs=inputs)
     summary = result.summary()
     if args.json:
@@ -286,6 +286,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", default=None, metavar="FILE",
                    help="partial labels for seeded-kmeans / constrained-kmeans: a CSV of index,label rows, or one "
                         "column with a row per sample (empty = unlabelled)")
+    p.add_argument("--labels-column", default=None, metavar="NAME",
+                   help="tables: a column of partial labels (empty cells = unlabelled; not used as a feature)")
     p.add_argument("--constraints", default=None, metavar="FILE",
                    help="pairwise constraints for cop-kmeans / pckmeans: a CSV of i,j,must or i,j,cannot rows")
     common(p)

@@ -101,6 +101,7 @@ def run_clustering(
     cache: bool = True,
     features: tuple[np.ndarray, dict[str, Any]] | None = None,
     labels_file: str | Path | None = None,
+    labels_column: str | None = None,
     constraints_file: str | Path | None = None,
     supervision: Supervision | None = None,
 ) -> ClusteringResult:
@@ -109,8 +110,8 @@ def run_clustering(
     ``features``: the (array, encoder info) that :func:`deepclust.encoders.encode_with_info`
     already returned for this dataset and encoder, so that they are not computed twice.
 
-    ``labels_file`` / ``constraints_file`` (read by :func:`deepclust.supervision.read_supervision`) or
-    ``supervision`` give partial labels and pairwise constraints to a method that uses them; the
+    ``labels_file`` / ``constraints_file`` (read by :func:`deepclust.supervision.read_supervision`), a
+    ``labels_column`` of a table input (empty cells = unlabelled; not a feature) or ``supervision`` give partial labels and pairwise constraints to a method that uses them; the
     external scores then count only the samples they do not name.
 
     Problems the user should know about (k larger than the number of distinct points, a
@@ -118,13 +119,14 @@ def run_clustering(
     info = get_method_info(method)  # unknown method: fail before loading anything
     check_seed(seed)
     finds_k = not info.load_class()._requires_n_clusters
-    if labels_file is not None or constraints_file is not None:  # refused before any data are read
-        given = [k for k, f in zip(KINDS, (labels_file, constraints_file)) if f is not None]
+    if labels_file or labels_column or constraints_file:  # refused before any data are read
+        given = [k for k, f in zip(KINDS, (labels_file or labels_column, constraints_file)) if f]
         refuse_supervision(info.name, given, takes_supervision(info.load_class()))
     dev = resolve_device(device)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    ds = dataset if isinstance(dataset, Dataset) else load_input(dataset, data_dir=data_dir, **(read_kwargs or {}))
+    read_kwargs = {**(read_kwargs or {}), **({"keep_columns": (labels_column,)} if labels_column else {})}
+    ds = dataset if isinstance(dataset, Dataset) else load_input(dataset, data_dir=data_dir, **read_kwargs)
     seconds["load"] = time.perf_counter() - t0
     if len(ds) == 0:
         raise DeepclustError(f"{ds.meta.name} is empty: it has no samples")
@@ -145,8 +147,9 @@ def run_clustering(
         ds, encoder, device=dev, cache=cache, random_state=seed, **(encoder_params or {}))
     seconds["features"] = time.perf_counter() - t0
     check_not_constant(X, name=ds.meta.name)
-    if labels_file is not None or constraints_file is not None:
-        supervision = read_supervision(len(ds), k, labels_file, constraints_file)
+    if labels_file or labels_column or constraints_file:
+        cells = (labels_column, ds.extra[labels_column]) if labels_column else None
+        supervision = read_supervision(len(ds), k, labels_file, constraints_file, labels_cells=cells)
     if supervision is not None:
         refuse_supervision(info.name, supervision.kinds, takes_supervision(info.load_class()))
 

@@ -178,25 +178,35 @@ def read_labels_file(path: str | Path, n_samples: int) -> tuple[np.ndarray, list
         elif len(cells) != n_samples:
             raise DeepclustError(f"{path} has one column of {len(cells)} rows but the data have {n_samples} samples; "
                                  "give one row per sample (empty for unlabelled) or index,label rows")
-        idx = [i for i, c in enumerate(cells) if c]
-        raw = [cells[i] for i in idx]
-    else:
-        start = 1 if _is_header(rows[0]) else 0
-        idx, raw, seen = [], [], set()
-        for line, row in enumerate(rows[start:], start + 1):
-            if len(row) != 2:
-                raise DeepclustError(f"{path} row {line} has {len(row)} fields; expected index,label")
-            i = _index(row[0], path, line, n_samples)
-            if i in seen:
-                raise DeepclustError(f"{path} row {line}: sample {i} is labelled twice")
-            seen.add(i)
-            if row[1]:
-                idx.append(i)
-                raw.append(row[1])
+        return partial_labels_from_cells(cells, str(path))
+    cells = [""] * n_samples
+    seen = set()
+    for line, row in enumerate(rows[1 if _is_header(rows[0]) else 0:], 2 if _is_header(rows[0]) else 1):
+        if len(row) != 2:
+            raise DeepclustError(f"{path} row {line} has {len(row)} fields; expected index,label")
+        i = _index(row[0], path, line, n_samples)
+        if i in seen:
+            raise DeepclustError(f"{path} row {line}: sample {i} is labelled twice")
+        seen.add(i)
+        cells[i] = row[1]
+    return partial_labels_from_cells(cells, str(path))
+
+
+def partial_labels_from_cells(cells: Any, source: str) -> tuple[np.ndarray, list[str]]:
+    """Partial labels from one cell per sample (empty, None or NaN = unlabelled; a table column's empty
+    cells arrive as NaN, or as the text "nan" in a column of strings): (y, label values)."""
+    texts = []
+    for v in list(cells):
+        if v is None or (isinstance(v, (float, np.floating)) and np.isnan(v)) or str(v).strip().lower() == "nan":
+            v = ""
+        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
+            v = int(v)  # a numeric column with empty cells is read as floats
+        texts.append(str(v).strip())
+    idx = [i for i, c in enumerate(texts) if c]
     if not idx:
-        raise DeepclustError(f"{path} labels no sample")
-    codes, names = encode_labels(raw)
-    y = np.full(n_samples, -1, dtype=np.int64)
+        raise DeepclustError(f"{source} labels no sample")
+    codes, names = encode_labels([texts[i] for i in idx])
+    y = np.full(len(texts), -1, dtype=np.int64)
     y[np.asarray(idx)] = codes
     return y, names
 
@@ -219,14 +229,24 @@ def read_constraints_file(path: str | Path, n_samples: int) -> tuple[np.ndarray,
 
 
 def read_supervision(n_samples: int, n_clusters: int | None, labels: str | Path | None = None,
-                     constraints: str | Path | None = None) -> Supervision | None:
-    """The :class:`Supervision` of ``--labels`` / ``--constraints`` files, checked against the data and k
-    (None when neither is given)."""
-    if labels is None and constraints is None:
+                     constraints: str | Path | None = None, labels_cells: tuple[str, Any] | None = None
+                     ) -> Supervision | None:
+    """The :class:`Supervision` of ``--labels`` / ``--constraints`` files, or of a column of the data
+    (``labels_cells``: its name and one cell per sample, empty = unlabelled), checked against the
+    data and k (None when none is given)."""
+    if labels is None and constraints is None and labels_cells is None:
         return None
-    y, names = read_labels_file(labels, n_samples) if labels is not None else (None, None)
+    if labels is not None and labels_cells is not None:
+        raise DeepclustError("give partial labels either in a file (--labels) or in a column (--labels-column), "
+                             "not both")
+    y, names, source = None, None, None
+    if labels is not None:
+        (y, names), source = read_labels_file(labels, n_samples), f"--labels {labels}"
+    elif labels_cells is not None:
+        (y, names), source = partial_labels_from_cells(labels_cells[1], f"--labels-column {labels_cells[0]!r}"), \
+            f"--labels-column {labels_cells[0]!r}"
     if y is not None:
-        y = check_partial_labels(y, n_samples, n_clusters, name=f"--labels {labels}")
+        y = check_partial_labels(y, n_samples, n_clusters, name=source)
     ml, cl = read_constraints_file(constraints, n_samples) if constraints is not None else (None, None)
     ml, cl = check_constraints(ml, cl, n_samples, y)
     return Supervision(y, ml, cl, class_names=names)
