@@ -25,10 +25,10 @@ from deepclust.encoders.api import ENCODER_NAMES, encode_with_info
 from deepclust.errors import DeepclustError
 from deepclust.methods import get_method_info, make_method
 from deepclust.output import check_out_dir, write_run_dir
+from deepclust.runtime import describe_device, json_safe, peak_memory_mb, seed_everything, thread_info, versions
 from deepclust.supervision import (
     KINDS, Supervision, read_supervision, refuse_supervision, scored_mask, takes_supervision,
 )
-from deepclust.runtime import describe_device, json_safe, peak_memory_mb, seed_everything, thread_info, versions
 from deepclust.training import interrupts_abort
 from deepclust.validation import check_n_clusters, check_not_constant, check_seed
 
@@ -111,8 +111,9 @@ def run_clustering(
     already returned for this dataset and encoder, so that they are not computed twice.
 
     ``labels_file`` / ``constraints_file`` (read by :func:`deepclust.supervision.read_supervision`), a
-    ``labels_column`` of a table input (empty cells = unlabelled; not a feature) or ``supervision`` give partial labels and pairwise constraints to a method that uses them; the
-    external scores then count only the samples they do not name.
+    ``labels_column`` of a table input (empty cells = unlabelled; not a feature) or ``supervision``
+    give partial labels and pairwise constraints to a method that uses them; the external scores
+    then count only the samples they do not name.
 
     Problems the user should know about (k larger than the number of distinct points, a
     ``n_clusters`` that the method ignores) are warned and listed in ``warnings``."""
