@@ -1,9 +1,9 @@
-"""When the user knows a little (issue 18): seeded and constrained k-means against k-means on the same features.
+"""When the user knows a little (issue 18): a few labels against k-means on the same features.
 
 For each set, seed and fraction of labels (1 %, 5 %, 10 %, drawn uniformly at random with the seed),
 ``deepclust.pipeline.run_clustering`` fits seeded-kmeans and constrained-kmeans (Basu et al. 2002)
-and transductive-fewshot (Ziko et al. 2021; default λ = 1, 10 neighbours) with those labels; k-means (the unsupervised baseline, same seed, same features) is fitted once per
-seed. Every ACC/NMI is measured on the samples left unlabelled at that fraction only, the baseline's
+and transductive-fewshot (Ziko et al. 2021; default λ = 1, 10 neighbours) with those labels;
+k-means (the unsupervised baseline, same seed, same features) is fitted once per seed. Every ACC/NMI is measured on the samples left unlabelled at that fraction only, the baseline's
 included, so the rows compare like with like. One thread (OMP_NUM_THREADS=1), the load average in
 every record.
 
@@ -90,7 +90,8 @@ def table_of(records: list[dict[str, Any]]) -> str:
     for r in records:
         groups[(r["dataset"], r["encoder"], r["label_fraction"])][r["method"]].append(r["acc"])
     shown = [m for m in ("kmeans", *METHODS) if any(m in by for by in groups.values())]
-    lines = ["| set | features | labels | " + " | ".join(NAMES[m] for m in shown) + " | gain (best − k-means) | seeds |",
+    header = " | ".join(NAMES[m] for m in shown)
+    lines = [f"| set | features | labels | {header} | gain (best − k-means) | seeds |",
              "|---|---|---:|" + "---:|" * len(shown) + "---:|---:|"]
     ms = lambda v: f"{np.mean(v):.3f} ± {np.std(v):.3f}" if v else "–"  # noqa: E731
     for (name, encoder, fraction), by in sorted(groups.items()):

@@ -183,9 +183,10 @@ class COPKMeans(_SupervisedKMeansBase):
     group by group, each goes to the nearest centre that holds none of its cannot-link partners.
     The paper visits the samples in data order; here the groups with cannot-links are visited most
     constrained first (greedy colouring order), which fails less often, and the free ones are
-    assigned all at once. When a group finds no allowed cluster, ``fit`` raises a
-    :class:`DeepclustError` naming it: the constraints may be infeasible for this k (raise k, or use
-    :class:`PCKMeans`, whose constraints are soft). Every constraint holds in ``labels_``.
+    assigned all at once; the centres start k-means++ style (the paper: at random). When a group
+    finds no allowed cluster, ``fit`` raises a :class:`DeepclustError` naming it: the constraints
+    may be infeasible for this k (raise k, or use :class:`PCKMeans`, whose constraints are soft).
+    Every constraint holds in ``labels_``.
     """
 
     _takes = ("constraints",)
@@ -222,7 +223,8 @@ class COPKMeans(_SupervisedKMeansBase):
         tol_abs = float(Xt.var(0).mean()) * float(self.tol)
         prev, converged, it = None, False, 0
         for it in range(1, int(self.max_iter) + 1):
-            cost = _sq_distances(means, C, n_comp) * sizes.float()[:, None]  # Σ over a group of ||x - μ||², up to a constant
+            # a group's Σ ||x - μ||² is its size × ||mean - μ||² plus a constant
+            cost = _sq_distances(means, C, n_comp) * sizes.float()[:, None]
             group_label = cost.argmin(1).cpu().numpy()
             if order:
                 ranked = torch.argsort(cost[torch.as_tensor(order, device=dev)], dim=1).cpu().numpy()
