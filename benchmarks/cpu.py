@@ -88,6 +88,8 @@ STEPS = [
          ("sentence_transformers", "umap")),
     Step("run-choice", False, ("benchmarks/run_bench.py", "--seeds", "0,1,2", "--out", f"{RESULTS}/run-choice.jsonl"),
          ("sentence_transformers", "umap")),
+    Step("semisup", False, ("benchmarks/semisup_bench.py", "--out", f"{RESULTS}/semisup.jsonl"),
+         ("sentence_transformers",)),
 ]
 
 

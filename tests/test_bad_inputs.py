@@ -84,6 +84,16 @@ def _write_user_files(root: Path) -> None:
         (root / name / "report_data.json").write_text(content)
     (root / "not_a_run").mkdir()
     (root / "not_a_run" / "notes.txt").write_text("my notes")
+    supervision = {  # --labels and --constraints files for points.npy (30 samples)
+        "labels_oob.csv": "index,label\n0,a\n999,b\n", "labels_three.csv": "0,a\n1,b\n2,c\n",
+        "labels_word.csv": "index,label\n0,a\nten,b\n", "labels_twice.csv": "0,a\n0,b\n",
+        "labels_column.csv": "label\na\n\nb\n", "labels_none.csv": "index,label\n0,\n1,\n",
+        "labels_empty.csv": "\n", "pairs_both.csv": "0,1,must\n1,0,cannot\n",
+        "pairs_chain.csv": "i,j,kind\n0,1,must\n1,2,must\n0,2,cannot\n", "pairs_kind.csv": "0,1,maybe\n",
+        "pairs_oob.csv": "0,100,must\n", "pairs_self.csv": "3,3,cannot\n", "pairs_short.csv": "0,1\n",
+        "pairs_good.csv": "0,1,must\n2,3,cannot\n"}
+    for name, text in supervision.items():
+        (root / name).write_text(text)
     (root / "previous").mkdir()
     (root / "previous" / "thesis.tex").write_text("\\documentclass{article}")
 
@@ -264,6 +274,53 @@ CLUSTER_CASES: list[tuple[str, list[str], list[str]]] = [
                              "--out", "{d}/previous"], ["previous"]),
     ("bench-bad-param", ["bench", "--methods", "kmeans", "--datasets", "digits", "--seeds", "0", "--param", "zz",
                          "--out", "{out}.jsonl"], ["key=value"]),
+    # partial labels and pairwise constraints
+    ("labels-unknown-index", ["cluster", "{d}/points.npy", "-k", "2", "--method", "seeded-kmeans", "--labels",
+                              "{d}/labels_oob.csv", *OUT], ["999"]),
+    ("labels-more-classes-than-k", ["cluster", "{d}/points.npy", "-k", "2", "--method", "seeded-kmeans", "--labels",
+                                    "{d}/labels_three.csv", *OUT], ["3 classes", "n_clusters=2"]),
+    ("labels-index-word", ["cluster", "{d}/points.npy", "-k", "2", "--method", "seeded-kmeans", "--labels",
+                           "{d}/labels_word.csv", *OUT], ["'ten'"]),
+    ("labels-twice", ["cluster", "{d}/points.npy", "-k", "2", "--method", "seeded-kmeans", "--labels",
+                      "{d}/labels_twice.csv", *OUT], ["twice"]),
+    ("labels-column-wrong-length", ["cluster", "{d}/points.npy", "-k", "2", "--method", "seeded-kmeans", "--labels",
+                                    "{d}/labels_column.csv", *OUT], ["one column", "30 samples"]),
+    ("labels-none-given", ["cluster", "{d}/points.npy", "-k", "2", "--method", "seeded-kmeans", "--labels",
+                           "{d}/labels_none.csv", *OUT], ["labels no sample"]),
+    ("labels-empty-file", ["cluster", "{d}/points.npy", "-k", "2", "--method", "seeded-kmeans", "--labels",
+                           "{d}/labels_empty.csv", *OUT], ["empty"]),
+    ("labels-missing-file", ["cluster", "{d}/points.npy", "-k", "2", "--method", "seeded-kmeans", "--labels",
+                             "{d}/nope_labels.csv", *OUT], ["nope_labels.csv"]),
+    ("labels-for-kmeans", ["cluster", "{d}/points.npy", "-k", "2", "--labels", "{d}/labels_three.csv", *OUT],
+     ["kmeans does not use labels", "seeded-kmeans"]),
+    ("labels-column-on-npy", ["cluster", "{d}/points.npy", "-k", "2", "--method", "seeded-kmeans", "--labels-column",
+                              "y", *OUT], ["--labels-column", "table"]),
+    ("labels-column-on-builtin", ["cluster", "digits", "--method", "seeded-kmeans", "--labels-column", "y", *OUT],
+     ["built-in"]),
+    ("labels-column-missing", ["cluster", "{d}/numbers.csv", "-k", "2", "--method", "seeded-kmeans",
+                               "--labels-column", "known", *OUT], ["'known'"]),
+    ("labels-file-and-column", ["cluster", "{d}/numbers.csv", "-k", "2", "--method", "seeded-kmeans",
+                                "--labels-column", "b", "--labels", "{d}/labels_three.csv", *OUT], ["not both"]),
+    ("labels-column-for-kmeans", ["cluster", "{d}/numbers.csv", "-k", "2", "--labels-column", "b", *OUT],
+     ["does not use labels"]),
+    ("constraints-must-and-cannot", ["cluster", "{d}/points.npy", "-k", "2", "--method", "cop-kmeans",
+                                     "--constraints", "{d}/pairs_both.csv", *OUT], ["both must-link and cannot-link"]),
+    ("constraints-through-must-link-chain", ["cluster", "{d}/points.npy", "-k", "2", "--method", "pckmeans",
+                                             "--constraints", "{d}/pairs_chain.csv", *OUT], ["0 and 2", "chain"]),
+    ("constraints-unknown-kind", ["cluster", "{d}/points.npy", "-k", "2", "--method", "cop-kmeans", "--constraints",
+                                  "{d}/pairs_kind.csv", *OUT], ["'maybe'"]),
+    ("constraints-unknown-index", ["cluster", "{d}/points.npy", "-k", "2", "--method", "cop-kmeans", "--constraints",
+                                   "{d}/pairs_oob.csv", *OUT], ["100"]),
+    ("constraints-self", ["cluster", "{d}/points.npy", "-k", "2", "--method", "cop-kmeans", "--constraints",
+                          "{d}/pairs_self.csv", *OUT], ["itself"]),
+    ("constraints-two-fields", ["cluster", "{d}/points.npy", "-k", "2", "--method", "cop-kmeans", "--constraints",
+                                "{d}/pairs_short.csv", *OUT], ["i,j,must"]),
+    ("constraints-for-seeded-kmeans", ["cluster", "{d}/points.npy", "-k", "2", "--method", "seeded-kmeans",
+                                       "--constraints", "{d}/pairs_good.csv", *OUT], ["does not use constraints"]),
+    ("constraints-for-hdbscan", ["cluster", "{d}/points.npy", "--method", "hdbscan", "--constraints",
+                                 "{d}/pairs_good.csv", *OUT], ["hdbscan does not use constraints"]),
+    ("constraints-infeasible", ["cluster", "{d}/points.npy", "-k", "1", "--method", "cop-kmeans", "--constraints",
+                                "{d}/pairs_good.csv", *OUT], ["infeasible"]),
     # table and report
     ("table-missing", ["table", "{d}/nope.jsonl"], ["nope.jsonl"]),
     ("table-binary", ["table", "{d}/garbage.jsonl"], ["garbage.jsonl"]),
@@ -345,10 +402,13 @@ def _points() -> np.ndarray:
     return np.random.default_rng(0).normal(size=(30, 4)).astype(np.float32)
 
 
-def _fit(method: str, X: object, **params: object) -> object:
+def _fit(method: str, X: object, y_: object = None, must_link: object = None, cannot_link: object = None,
+         **params: object) -> object:
     from deepclust.methods import make_method
 
-    return make_method(method, **params).fit(X)
+    supervision = {k: v for k, v in (("y", y_), ("must_link", must_link), ("cannot_link", cannot_link))
+                   if v is not None}
+    return make_method(method, **params).fit(X, **supervision)
 
 
 def _fitted_kmeans() -> object:
@@ -460,6 +520,32 @@ API_CASES: list[tuple[str, Callable[[Path], object], list[str]]] = [
         np.zeros(5, int), np.zeros(4, int)), ["5"]),
     ("select-k-bad-range", lambda t: __import__("deepclust.select_k", fromlist=["x"]).select_k(
         _points(), (5, 2)), ["range"]),
+    ("supervision-more-classes", lambda t: _fit("seeded-kmeans", _points(), n_clusters=2,
+                                                 y_=np.r_[0, 1, 2, -np.ones(27, int)]), ["3 classes"]),
+    ("supervision-label-minus-two", lambda t: _fit("seeded-kmeans", _points(), n_clusters=2,
+                                                   y_=np.r_[-2, np.zeros(29, int)]), ["-2", "unlabelled"]),
+    ("supervision-label-fraction", lambda t: _fit("seeded-kmeans", _points(), n_clusters=2,
+                                                  y_=np.r_[0.5, np.zeros(29)]), ["whole numbers"]),
+    ("supervision-label-length", lambda t: _fit("seeded-kmeans", _points(), n_clusters=2, y_=np.zeros(5, int)),
+     ["5 entries"]),
+    ("supervision-pair-out-of-range", lambda t: _fit("cop-kmeans", _points(), n_clusters=2, must_link=[(0, 30)]),
+     ["30", "outside"]),
+    ("supervision-pair-shape", lambda t: _fit("pckmeans", _points(), n_clusters=2, cannot_link=[(0, 1, 2)]),
+     ["(i, j) pairs"]),
+    ("supervision-pair-float", lambda t: _fit("pckmeans", _points(), n_clusters=2, cannot_link=[(0.5, 1)]),
+     ["whole-number"]),
+    ("supervision-must-and-cannot", lambda t: _fit("cop-kmeans", _points(), n_clusters=2, must_link=[(4, 5)],
+                                                   cannot_link=[(5, 4)]), ["both must-link and cannot-link"]),
+    ("supervision-transitive", lambda t: _fit("cop-kmeans", _points(), n_clusters=2, must_link=[(1, 2), (2, 3)],
+                                              cannot_link=[(3, 1)]), ["chain"]),
+    ("supervision-labels-to-cop", lambda t: _fit("cop-kmeans", _points(), n_clusters=2,
+                                                 y_=np.r_[0, 1, -np.ones(28, int)]), ["does not use labels"]),
+    ("supervision-constraints-to-seeded", lambda t: _fit("seeded-kmeans", _points(), n_clusters=2,
+                                                         cannot_link=[(0, 1)]), ["does not use constraints"]),
+    ("supervision-pck-negative-weight", lambda t: _fit("pckmeans", _points(), n_clusters=2, weight=-1.0,
+                                                       must_link=[(0, 1)]), ["weight"]),
+    ("supervision-label-vs-constraint", lambda t: __import__("deepclust.validation", fromlist=["x"]).check_constraints(
+        [(0, 1)], None, 30, np.r_[0, 1, -np.ones(28, int)]), ["0 and 1", "contradict"]),
     ("encode-unknown", lambda t: __import__("deepclust.encoders", fromlist=["x"]).encode_with_info(
         __import__("deepclust.data", fromlist=["x"]).load_dataset("digits"), "nope"), ["nope"]),
 ]

@@ -4,6 +4,7 @@
     deepclust report DIR
     deepclust merge RUN --k K [--out DIR]                                         (coarsen, no refit)
     deepclust cluster INPUT --method NAME --n-clusters K [--seed S] [--device D] --out DIR
+                      [--labels FILE | --labels-column NAME] [--constraints FILE]
     deepclust datasets
     deepclust methods
     deepclust bench --methods A,B --datasets X,Y --seeds 0,1,2 --out FILE.jsonl
@@ -111,7 +112,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         result = run_clustering(args.input, args.method, args.n_clusters, seed=args.seed, device=args.device,
                                 encoder=args.encoder, params=_parse_params(args.param), data_dir=args.data_dir,
                                 read_kwargs=read_kwargs, encoder_params=_parse_params(args.encoder_param),
-                                cache=not args.no_cache, noise=args.noise)
+                                cache=not args.no_cache, noise=args.noise, labels_file=args.labels,
+                                labels_column=args.labels_column, constraints_file=args.constraints)
         out = write_outputs(result, out, overwrite=args.overwrite, inputs=inputs)
     summary = result.summary()
     if args.json:
@@ -126,6 +128,11 @@ def cmd_cluster(args: argparse.Namespace) -> int:
         print(f"  encoder {enc['name']} ({enc.get('dim')}-d, {'from the cache' if enc.get('cached') else 'computed'} "
               f"in {summary['seconds']['features']:.2f}s)")
     _print_clusters_found(summary)
+    if summary.get("supervision"):
+        sup = summary["supervision"]
+        given = [f"{sup['n_labelled']} labels ({sup['n_classes_labelled']} classes)"] if sup["n_labelled"] else []
+        given += [f"{sup[f'n_{kind}_link']} {kind}-link pairs" for kind in ("must", "cannot") if sup[f"n_{kind}_link"]]
+        print(f"  given {', '.join(given)}; scores on the {sup['n_scored']} other samples")
     _print_scores(s)
     print(f"  results written to {out}/ (assignments.csv, metrics.json, model/)")
     return 0
@@ -300,6 +307,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default=None, help="text tables: the column holding the documents")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     noise(p)
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="partial labels for seeded-kmeans / constrained-kmeans: a CSV of index,label rows, or one "
+                        "column with a row per sample (empty = unlabelled)")
+    p.add_argument("--labels-column", default=None, metavar="NAME",
+                   help="tables: a column of partial labels (empty cells = unlabelled; not used as a feature)")
+    p.add_argument("--constraints", default=None, metavar="FILE",
+                   help="pairwise constraints for cop-kmeans / pckmeans: a CSV of i,j,must or i,j,cannot rows")
     common(p)
     p.set_defaults(func=cmd_cluster)
 

@@ -28,6 +28,9 @@ from deepclust.methods import get_method_info, make_method
 from deepclust.noise import NATIVE_NOISE, mark_noise, noise_summary, scores_with_noise
 from deepclust.output import check_out_dir, write_run_dir
 from deepclust.runtime import describe_device, json_safe, peak_memory_mb, seed_everything, thread_info, versions
+from deepclust.supervision import (
+    KINDS, Supervision, read_supervision, refuse_supervision, scored_mask, takes_supervision,
+)
 from deepclust.training import interrupts_abort
 from deepclust.validation import check_n_clusters, check_not_constant, check_seed
 
@@ -57,6 +60,7 @@ class ClusteringResult:
     noise: dict[str, Any] | None = None  # --noise: what deepclust.noise.noise_summary records
     scores_assigned: dict[str, float] | None = None  # --noise: the scores on the assigned points only
     k_alternatives: dict[str, Any] | None = None  # `run --k auto`: the other k the evidence supports
+    supervision: dict[str, int] | None = None  # counts of the labels/constraints given, and of the scored samples
 
     def summary(self) -> dict[str, Any]:
         """The metrics.json content: strict JSON (an undefined score is ``null``, never NaN)."""
@@ -75,6 +79,7 @@ class ClusteringResult:
             "n_clusters_found": found,
             "converged": getattr(self.model, "converged_", None),  # False: stopped at an iteration limit
             "warnings": self.warnings,
+            **({"supervision": self.supervision} if self.supervision else {}),
             "scores": self.scores,
             **({"noise": self.noise, "scores_assigned": self.scores_assigned} if self.noise is not None else {}),
             **({"k_alternatives": self.k_alternatives} if self.k_alternatives is not None else {}),
@@ -103,6 +108,10 @@ def run_clustering(
     cache: bool = True,
     features: tuple[np.ndarray, dict[str, Any]] | None = None,
     noise: bool = False,
+    labels_file: str | Path | None = None,
+    labels_column: str | None = None,
+    constraints_file: str | Path | None = None,
+    supervision: Supervision | None = None,
 ) -> ClusteringResult:
     """Fit ``method`` on ``dataset`` (a Dataset, a built-in name or a path) and score it.
 
@@ -110,15 +119,24 @@ def run_clustering(
     already returned for this dataset and encoder, so that they are not computed twice.
     ``noise``: leave points that belong nowhere unassigned (-1), see :mod:`deepclust.noise`.
 
+    ``labels_file`` / ``constraints_file`` (read by :func:`deepclust.supervision.read_supervision`), a
+    ``labels_column`` of a table input (empty cells = unlabelled; not a feature) or ``supervision``
+    give partial labels and pairwise constraints to a method that uses them; the external scores
+    then count only the samples they do not name.
+
     Problems the user should know about (k larger than the number of distinct points, a
     ``n_clusters`` that the method ignores) are warned and listed in ``warnings``."""
     info = get_method_info(method)  # unknown method: fail before loading anything
     check_seed(seed)
     finds_k = not info.load_class()._requires_n_clusters
+    if labels_file or labels_column or constraints_file:  # refused before any data are read
+        given = [k for k, f in zip(KINDS, (labels_file or labels_column, constraints_file)) if f]
+        refuse_supervision(info.name, given, takes_supervision(info.load_class()))
     dev = resolve_device(device)
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    ds = dataset if isinstance(dataset, Dataset) else load_input(dataset, data_dir=data_dir, **(read_kwargs or {}))
+    read_kwargs = {**(read_kwargs or {}), **({"keep_columns": (labels_column,)} if labels_column else {})}
+    ds = dataset if isinstance(dataset, Dataset) else load_input(dataset, data_dir=data_dir, **read_kwargs)
     seconds["load"] = time.perf_counter() - t0
     if len(ds) == 0:
         raise DeepclustError(f"{ds.meta.name} is empty: it has no samples")
@@ -139,6 +157,11 @@ def run_clustering(
         ds, encoder, device=dev, cache=cache, random_state=seed, **(encoder_params or {}))
     seconds["features"] = time.perf_counter() - t0
     check_not_constant(X, name=ds.meta.name)
+    if labels_file or labels_column or constraints_file:
+        cells = (labels_column, ds.extra[labels_column]) if labels_column else None
+        supervision = read_supervision(len(ds), k, labels_file, constraints_file, labels_cells=cells)
+    if supervision is not None:
+        refuse_supervision(info.name, supervision.kinds, takes_supervision(info.load_class()))
 
     for key, option in (("n_clusters", "-k/--n-clusters"), ("random_state", "--seed"), ("device", "--device")):
         if key in (params or {}):
@@ -149,7 +172,7 @@ def run_clustering(
         torch.cuda.reset_peak_memory_stats(dev)
     model = make_method(info.name, **all_params)
     t0 = time.perf_counter()
-    model.fit(X)
+    model.fit(X, **(supervision.fit_kwargs() if supervision is not None else {}))
     seconds["fit"] = time.perf_counter() - t0
     for phase, sec in (getattr(model, "timings_", None) or {}).items():
         seconds[f"fit.{phase}"] = float(sec)
@@ -173,14 +196,16 @@ def run_clustering(
         labels = mark_noise(space, labels, info.name in NATIVE_NOISE)
         noise_info = noise_summary(labels, info.name in NATIVE_NOISE)
     scores = metrics.internal_scores(space.reshape(len(space), -1), labels, random_state=seed)
-    if ds.y is not None and noise:
-        on_all, on_assigned = scores_with_noise(ds.y, labels)
-        scores_assigned = {**scores, **on_assigned}
-        scores.update(on_all)
-    elif ds.y is not None:
-        scores.update(metrics.external_scores(ds.y, labels))
+    scored = scored_mask(supervision, len(labels))
+    if ds.y is not None and scored.any():  # never on the samples the user labelled or constrained
+        if noise:
+            on_all, on_assigned = scores_with_noise(ds.y[scored], labels[scored])
+            scores_assigned = {**scores, **on_assigned}
+            scores.update(on_all)
+        else:
+            scores.update(metrics.external_scores(ds.y[scored], labels[scored]))
     seconds["score"] = time.perf_counter() - t0
-    tree = merge_tree(space, labels, ds.y)
+    tree = merge_tree(space, labels, ds.y if supervision is None else None)  # its scores: unsupervised runs only
     seconds["total"] = sum(v for key, v in seconds.items() if "." not in key)
     return ClusteringResult(
         dataset=ds, method=info.name, params=all_params, model=model, labels=labels,
@@ -189,6 +214,7 @@ def run_clustering(
         device_name=describe_device(dev), encoder=enc_info["name"], peak_memory_mb=peak_memory_mb(dev),
         encoder_info=enc_info, extra={"features": X, "merge_tree": tree}, warnings=notes, threads=thread_info(),
         noise=noise_info, scores_assigned=scores_assigned,
+        supervision=None if supervision is None else {**supervision.describe(), "n_scored": int(scored.sum())},
     )
 
 

@@ -127,3 +127,92 @@ def check_labels(y: ArrayLike, n_samples: int | None = None, *, name: str = "lab
     if n_samples is not None and arr.shape[0] != n_samples:
         raise DeepclustError(f"{name} has {arr.shape[0]} entries but there are {n_samples} samples")
     return arr
+
+
+# ---------------------------------------------------------------------------------------------- supervision
+def check_partial_labels(y: ArrayLike, n_samples: int, n_clusters: int | None = None, *,
+                         name: str = "y") -> np.ndarray:
+    """Partial labels in scikit-learn's semi-supervised convention: one whole number per sample, ``-1``
+    for an unlabelled sample. Returns an int64 array; refuses other negative values and labels of more
+    distinct classes than ``n_clusters``."""
+    arr = check_labels(y if not isinstance(y, torch.Tensor) else y.cpu().numpy(), n_samples, name=name)
+    if arr.dtype == bool or not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise DeepclustError(f"{name} must hold whole numbers (class ids, -1 for unlabelled samples), "
+                             f"got values of type {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.floating) and not (np.isfinite(arr).all() and (arr == np.round(arr)).all()):
+        raise DeepclustError(f"{name} must hold whole numbers (class ids, -1 for unlabelled samples); "
+                             "it holds fractions, NaN or infinity")
+    out = arr.astype(np.int64)
+    if (out < -1).any():
+        raise DeepclustError(f"{name} holds {int(out.min())} (sample {int(np.argmin(out))}); class ids are "
+                             ">= 0 and -1 marks an unlabelled sample")
+    classes = np.unique(out[out >= 0])
+    if n_clusters is not None and len(classes) > n_clusters:
+        raise DeepclustError(f"{name} labels samples with {len(classes)} classes but n_clusters={n_clusters}; "
+                             f"give at most {n_clusters} classes or raise n_clusters")
+    return out
+
+
+def check_pairs(pairs: Any, n_samples: int, *, name: str) -> np.ndarray:
+    """Pairwise constraints as an (m, 2) int64 array of sample indices, each in ``0 … n_samples - 1``."""
+    if pairs is None:
+        return np.zeros((0, 2), np.int64)
+    arr = np.asarray(pairs.cpu().numpy() if isinstance(pairs, torch.Tensor) else pairs)
+    if arr.size == 0:
+        return np.zeros((0, 2), np.int64)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise DeepclustError(f"{name} must be a list of (i, j) pairs of sample indices, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool:
+        raise DeepclustError(f"{name} must hold whole-number sample indices, got values of type {arr.dtype}")
+    bad = (arr < 0) | (arr >= n_samples)
+    if bad.any():
+        row = int(np.argmax(bad.any(axis=1)))
+        raise DeepclustError(f"{name} pair {row} ({int(arr[row, 0])}, {int(arr[row, 1])}) names a sample outside "
+                             f"0 … {n_samples - 1} (there are {n_samples} samples)")
+    return arr.astype(np.int64)
+
+
+def must_link_components(must_link: np.ndarray, n_samples: int) -> np.ndarray:
+    """Component id of every sample under the transitive closure of the must-link pairs."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(must_link)), (must_link[:, 0], must_link[:, 1])), shape=(n_samples, n_samples))
+    return connected_components(graph, directed=False)[1].astype(np.int64)
+
+
+def check_constraints(must_link: Any, cannot_link: Any, n_samples: int,
+                      y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate must-link and cannot-link pairs (and their agreement with partial labels ``y``, -1 =
+    unlabelled): indices in range, no sample cannot-linked to itself, no cannot-link inside one
+    must-link component (a pair both must and cannot, directly or through a chain of must-links), no
+    must-link chain joining two different labels and no cannot-link between two samples of one label.
+    Returns the two (m, 2) int64 arrays."""
+    ml = check_pairs(must_link, n_samples, name="must_link")
+    cl = check_pairs(cannot_link, n_samples, name="cannot_link")
+    self_cl = cl[:, 0] == cl[:, 1]
+    if self_cl.any():
+        i = int(cl[np.argmax(self_cl), 0])
+        raise DeepclustError(f"cannot_link pairs sample {i} with itself; a sample is always in its own cluster")
+    comp = must_link_components(ml, n_samples)
+    clash = comp[cl[:, 0]] == comp[cl[:, 1]]
+    if clash.any():
+        i, j = (int(v) for v in cl[np.argmax(clash)])
+        direct = {(i, j), (j, i)} & set(map(tuple, ml.tolist()))
+        how = "both must-link and cannot-link" if direct else "cannot-link but joined by a chain of must-links"
+        raise DeepclustError(f"samples {i} and {j} are {how}: the constraints contradict each other")
+    if y is not None and (y >= 0).any():
+        labelled = np.flatnonzero(y >= 0)
+        order = np.lexsort((y[labelled], comp[labelled]))
+        c, lab = comp[labelled][order], y[labelled][order]
+        split = (c[1:] == c[:-1]) & (lab[1:] != lab[:-1])
+        if split.any():
+            a, b = labelled[order][np.argmax(split)], labelled[order][np.argmax(split) + 1]
+            raise DeepclustError(f"samples {a} and {b} are must-linked (directly or through a chain) but labelled "
+                                 f"{y[a]} and {y[b]}: the labels and constraints contradict each other")
+        same = (y[cl[:, 0]] >= 0) & (y[cl[:, 0]] == y[cl[:, 1]])
+        if same.any():
+            i, j = (int(v) for v in cl[np.argmax(same)])
+            raise DeepclustError(f"samples {i} and {j} are cannot-linked but both labelled {y[i]}: the labels and "
+                                 "constraints contradict each other")
+    return ml, cl

@@ -15,6 +15,7 @@ from typing import Any
 from deepclust.data.builtin import BUILTIN_DATASETS, DatasetInfo, get_builtin, list_datasets, load_dataset, read_idx
 from deepclust.data.core import DATA_ENV, Dataset, DatasetMeta, resolve_data_dir
 from deepclust.data.readers import read_path, refuse_columns
+from deepclust.errors import DeepclustError
 
 
 def load_input(spec: str | os.PathLike, data_dir: str | Path | None = None, **read_kwargs: Any) -> Dataset:
@@ -27,6 +28,9 @@ def load_input(spec: str | os.PathLike, data_dir: str | Path | None = None, **re
     if text.strip().lower() in BUILTIN_DATASETS and not os.sep in text:
         refuse_columns(read_kwargs.get("label_column"), read_kwargs.get("text_column"),
                        "a built-in dataset (it comes with its labels)", text)
+        if read_kwargs.get("keep_columns"):
+            raise DeepclustError(f"--labels-column names a column of a table (.csv, .tsv, .parquet); {text} is a "
+                                 "built-in dataset (give partial labels with --labels FILE)")
         return load_dataset(text, data_dir=data_dir)
     path = Path(text).expanduser()
     if path.exists() or os.sep in text or path.suffix:

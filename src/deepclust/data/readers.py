@@ -32,12 +32,16 @@ NPZ_LABEL_KEYS = ("y", "labels", "label", "targets", "target")
 CSV_CHUNK_ROWS = 50_000
 
 
-def read_path(path: str | Path, *, label_column: str | None = None, text_column: str | None = None) -> Dataset:
-    """Read a file or folder, choosing the reader from its suffix (a folder is read as images)."""
+def read_path(path: str | Path, *, label_column: str | None = None, text_column: str | None = None,
+              keep_columns: Sequence[str] = ()) -> Dataset:
+    """Read a file or folder, choosing the reader from its suffix (a folder is read as images).
+    ``keep_columns`` (tables only) are not features: their cells are kept in ``extra``."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DeepclustError(f"input {path} does not exist")
     suffix = path.suffix.lower()
+    if keep_columns and (path.is_dir() or _table_suffix(path) not in TABLE_SUFFIXES):
+        raise DeepclustError(f"--labels-column names a column of a table (.csv, .tsv, .parquet); {path} is not one")
     if path.is_dir() or suffix in ARRAY_SUFFIXES or suffix == ".txt":
         refuse_columns(label_column, text_column, _WITHOUT_COLUMNS["folder" if path.is_dir() else suffix], path)
     if path.is_dir():
@@ -53,8 +57,9 @@ def read_path(path: str | Path, *, label_column: str | None = None, text_column:
         if text_column is None and "text" in _columns(path):
             text_column = "text"
         if text_column is not None:
-            return read_text_table(path, text_column=text_column, label_column=label_column)
-        return read_table(path, label_column=label_column)
+            return read_text_table(path, text_column=text_column, label_column=label_column,
+                                   keep_columns=keep_columns)
+        return read_table(path, label_column=label_column, keep_columns=keep_columns)
     if suffix in IMAGE_SUFFIXES:
         raise DeepclustError(f"{path} is a single image; give the folder that holds the images")
     known = sorted(ARRAY_SUFFIXES | TABLE_SUFFIXES | TEXT_SUFFIXES)

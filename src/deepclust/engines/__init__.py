@@ -5,6 +5,10 @@
   and k-medoids, wrapping scikit-learn and the ``kmedoids`` package.
 * :mod:`deepclust.engines.pic` — agglomerative clustering by maximum incremental path integral
   (AC-PIC) on a sparse K-nearest-neighbour graph.
+* :mod:`deepclust.engines.constrained` — seeded / constrained k-means, COP-k-means and PCKMeans
+  (partial labels or pairwise constraints).
+* :mod:`deepclust.engines.transductive` — transductive few-shot clustering (prototypes + Laplacian
+  regularisation + a few labels, Ziko et al. 2021).
 * :mod:`deepclust.engines.neighbors` — cosine (torch blocks or faiss) and Euclidean k-nearest neighbours.
 
 The classes are imported on first use, so ``import deepclust.engines`` stays cheap.
@@ -24,6 +28,10 @@ _WHERE = {
     "AgglomerativeClustering": "deepclust.engines.classical",
     "KMedoids": "deepclust.engines.classical",
     "PathIntegralClustering": "deepclust.engines.pic",
+    "SeededKMeans": "deepclust.engines.constrained",
+    "COPKMeans": "deepclust.engines.constrained",
+    "PCKMeans": "deepclust.engines.constrained",
+    "TransductiveFewShot": "deepclust.engines.transductive",
     "cosine_knn": "deepclust.engines.neighbors",
     "euclidean_knn": "deepclust.engines.neighbors",
 }
