@@ -193,9 +193,11 @@ class MCR2Clusterer(SelfLabelClusterer):
         self.anchor_potentials_ = g.cpu().numpy()
         return z, pi
 
-    def _spectral_labels(self, pi: torch.Tensor, k: int, seed: int, embedding: torch.Tensor | None = None) -> np.ndarray:
+    def _spectral_labels(self, pi: torch.Tensor, k: int, seed: int, embedding: torch.Tensor | None = None,
+                         n_init: int = 10) -> np.ndarray:
+        """k-means (``n_init`` starts) on the top-k eigenvectors of Π (``embedding``: precomputed, wider)."""
         emb = spectral_embedding(pi, k) if embedding is None else torch.nn.functional.normalize(embedding[:, :k], dim=1)
-        return inner_kmeans(emb.cpu().numpy(), k, n_init=10, random_state=seed, device="cpu").labels_
+        return inner_kmeans(emb.cpu().numpy(), k, n_init=n_init, random_state=seed, device="cpu").labels_
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
         dev = self._net_device()
@@ -216,7 +218,7 @@ class MCR2Clusterer(SelfLabelClusterer):
 
     def estimate_k(self, k_values: Sequence[int] | None = None) -> dict[str, Any]:
         """CPP's estimate of the number of clusters (Chu et al., ICLR 2024, §3.1): for every candidate k
-        the anchors' spectral partition, scored by the coding length of their features z
+        the anchors' spectral partition (k-means with 3 starts), scored by the coding length of their features z
         (:func:`deepclust.losses.coding_length`); the smallest wins. ``k_values``: default 2 … 40 (at
         most a tenth of the anchors). Returns ``{"k", "k_values", "coding_length"}``; no labels used."""
         self._check_is_fitted()
@@ -227,6 +229,6 @@ class MCR2Clusterer(SelfLabelClusterer):
         z, pi = self._anchor_membership()
         emb = spectral_embedding(pi, ks[-1])
         seed = 0 if self.random_state is None else int(self.random_state)
-        lengths = [coding_length(z, torch.as_tensor(self._spectral_labels(pi, k, seed, emb), device=z.device),
+        lengths = [coding_length(z, torch.as_tensor(self._spectral_labels(pi, k, seed, emb, 3), device=z.device),
                                  float(self.eps_sq)) for k in ks]
         return {"k": ks[int(np.argmin(lengths))], "k_values": ks, "coding_length": [round(v, 3) for v in lengths]}
