@@ -116,11 +116,17 @@ def test_cpp_estimates_k_by_coding_length(blobs) -> None:
 
 
 def test_select_k_coding_length_criterion_finds_k_on_separated_blobs() -> None:
-    X, _ = make_blobs(900, n_features=10, centers=5, cluster_std=0.5, random_state=3)
+    import inspect
+
+    from deepclust.select_k import DEFAULT_CRITERIA
+
+    X, _ = make_blobs(500, n_features=10, centers=5, cluster_std=0.5, random_state=3)
     sel = select_k(X, (2, 12), criteria=["coding_length"], rule="coding_length")
     assert sel.k == 5 and sel.choices["coding_length"] == 5
-    default = select_k(X, (2, 12))
-    assert default.rule.startswith("the choice of silhouette") and "coding_length" not in default.choices
+    assert len(sel.curves["coding_length"]) == len(sel.k_values)
+    # selectable, not the default
+    assert "coding_length" not in DEFAULT_CRITERIA
+    assert inspect.signature(select_k).parameters["rule"].default == "silhouette"
 
 
 def test_save_load_gives_the_same_predictions(blobs, tmp_path: Path) -> None:
@@ -152,3 +158,17 @@ def test_clusters_are_named_by_the_candidates_their_members_vote_for() -> None:
     assert {c: n for c, (n, _) in names.items()} == {0: "ship", 1: "cat", 2: "dog"}
     assert all(0.5 < share <= 1 for _, share in names.values())
     assert keyword_name([["goal", 0.3], ["match", 0.2], ["team", 0.1], ["cup", 0.05]]) == "goal · match · team"
+
+
+def test_cli_cluster_cpp_and_a_bad_setting(blobs, tmp_path: Path, capsys) -> None:
+    from deepclust.cli import main
+
+    X, y = blobs
+    np.savez(tmp_path / "blobs.npz", X=X, y=y)
+    args = ["--quiet", "cluster", str(tmp_path / "blobs.npz"), "--method", "cpp", "--device", "cpu", "-k", "4",
+            "--param", "hidden_dims=[32]", "--param", "out_dim=8", "--param", "epochs=3"]
+    assert main([*args, "--out", str(tmp_path / "out")]) == 0
+    assert "ACC" in capsys.readouterr().out
+    assert (tmp_path / "out" / "model" / "model.safetensors").is_file()
+    assert main([*args, "--param", "eta=-1", "--out", str(tmp_path / "bad")]) == 2
+    assert "eta" in capsys.readouterr().err
