@@ -9,11 +9,15 @@ that, ``warmup_epochs`` epochs maximise ``R(Z)`` alone, then the cluster head is
 feature head (the one-shot initialisation of Π; :meth:`~deepclust.heads.MCR2Net.init_cluster_from_features`).
 
 Clusters, as in both papers, by spectral clustering of Π: here Π of ``n_anchors`` (default 2,000)
-samples drawn at random once, its top-k eigenvectors (rows normalised, Ng, Jordan & Weiss 2002) and
-k-means on them. Any sample, seen or new, then gets the row Π would give it against those anchors,
-``softmax_j(|c · c_j| / η + g_j)`` with the anchors' Sinkhorn column potentials g, summed per anchor
-cluster: that is ``predict_proba``, and ``labels_`` its arg-max. (The papers run spectral clustering
-on the n × n Π of the whole set; at n = 20,000 that matrix alone is 1.6 GB.)
+samples drawn at random once, its top-k eigenvectors V with eigenvalues λ (rows normalised, Ng,
+Jordan & Weiss 2002) and k-means on them. Any sample, seen or new, then gets the row p that Π would
+give it against those anchors, ``p_j = softmax_j(|c · c_j| / η + g_j)`` with the anchors' Sinkhorn
+column potentials g, and the Nyström extension of the eigenvectors, ``p V / λ`` (an anchor's own
+row gives back its coordinates), normalised; ``labels_`` is the nearest k-means centre and
+``predict_proba`` the softmax of minus the squared distances to the centres over their mean within
+the anchors. (The papers run spectral clustering on the n × n Π of the whole set; at n = 20,000
+that matrix alone is 1.6 GB. Summing each row's membership per anchor cluster instead, tried first,
+let big clusters swallow small ones: 13 of 20 clusters non-empty on StackOverflow.)
 
 The number of clusters by coding length (CPP, §3.1): :meth:`MCR2Clusterer.estimate_k` partitions the
 anchors for each candidate k and keeps the k whose partition codes their features ``z`` in the fewest
@@ -37,13 +41,14 @@ from deepclust.methods._selflabel import SelfLabelClusterer, eval_mode
 from deepclust.training import batched, mark_interrupted, train_epochs
 
 
-def spectral_embedding(membership: torch.Tensor, n_components: int) -> torch.Tensor:
-    """The top ``n_components`` eigenvectors of the symmetrised membership (a doubly stochastic Π is its
-    own normalised affinity: every degree is 1), rows L2-normalised (Ng, Jordan & Weiss, NIPS 2002)."""
+def spectral_embedding(membership: torch.Tensor, n_components: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The top ``n_components`` eigenvectors (m × c, as columns) and eigenvalues of the symmetrised
+    membership: a doubly stochastic Π is its own normalised affinity (every degree is 1), so these are
+    the normalised spectral clustering's coordinates (Ng, Jordan & Weiss, NIPS 2002, before the rows
+    are normalised)."""
     sym = ((membership + membership.T) / 2).double()
-    _, vecs = torch.linalg.eigh(sym)  # ascending
-    top = vecs[:, -int(n_components):].flip(1)
-    return torch.nn.functional.normalize(top, dim=1).float()
+    vals, vecs = torch.linalg.eigh(sym)  # ascending
+    return vecs[:, -int(n_components):].flip(1).float(), vals[-int(n_components):].flip(0).float()
 
 
 class MCR2Clusterer(SelfLabelClusterer):
@@ -69,8 +74,9 @@ class MCR2Clusterer(SelfLabelClusterer):
     """
 
     _networks = ("net_",)
-    _saved_arrays = ("labels_", "anchor_inputs_", "anchor_labels_", "anchor_potentials_")
-    _saved_values = ("history_", "timings_", "interrupted_")
+    _saved_arrays = ("labels_", "anchor_inputs_", "anchor_labels_", "anchor_potentials_", "spectral_vectors_",
+                     "spectral_values_", "spectral_centers_")
+    _saved_values = ("history_", "timings_", "interrupted_", "spectral_scale_")
 
     def __init__(self, n_clusters: int = 10, *, hidden_dims: Sequence[int] = (1024, 1024), out_dim: int = 128,
                  eps_sq: float = 0.1, eta: float = 0.175, sinkhorn_iters: int = 5, pi_weight: float = 0.05,
@@ -174,8 +180,12 @@ class MCR2Clusterer(SelfLabelClusterer):
         t0 = time.perf_counter()
         anchors = np.sort(np.random.default_rng(seed).choice(n, min(n, int(self.n_anchors)), replace=False))
         self.anchor_inputs_ = np.ascontiguousarray(X[anchors], dtype=np.float32)
-        pi = self._anchor_membership()[1]
-        self.anchor_labels_ = self._spectral_labels(pi, int(self.n_clusters), seed)
+        vecs, vals = spectral_embedding(self._anchor_membership()[1], int(self.n_clusters))
+        emb = torch.nn.functional.normalize(vecs, dim=1).cpu().numpy()
+        km = inner_kmeans(emb, int(self.n_clusters), n_init=10, random_state=seed, device="cpu")
+        self.anchor_labels_, self.spectral_centers_ = km.labels_, km.cluster_centers_.astype(np.float32)
+        self.spectral_vectors_, self.spectral_values_ = vecs.cpu().numpy(), vals.cpu().numpy()
+        self.spectral_scale_ = max(float(km.inertia_) / len(emb), 1e-6)
         self.labels_ = self._predict(X)
         self._warn_if_collapsed(self.labels_)
         self.history_ = {"train": list(history)}
@@ -193,22 +203,30 @@ class MCR2Clusterer(SelfLabelClusterer):
         self.anchor_potentials_ = g.cpu().numpy()
         return z, pi
 
-    def _spectral_labels(self, pi: torch.Tensor, k: int, seed: int, embedding: torch.Tensor | None = None,
-                         n_init: int = 10) -> np.ndarray:
-        """k-means (``n_init`` starts) on the top-k eigenvectors of Π (``embedding``: precomputed, wider)."""
-        emb = spectral_embedding(pi, k) if embedding is None else torch.nn.functional.normalize(embedding[:, :k], dim=1)
+    def _spectral_labels(self, k: int, seed: int, embedding: torch.Tensor, n_init: int = 3) -> np.ndarray:
+        """k-means (``n_init`` starts) on the first k of the anchors' spectral coordinates ``embedding``, rows normalised."""
+        emb = torch.nn.functional.normalize(embedding[:, :k], dim=1)
         return inner_kmeans(emb.cpu().numpy(), k, n_init=n_init, random_state=seed, device="cpu").labels_
 
-    def _predict_proba(self, X: np.ndarray) -> np.ndarray:
+    def _sq_distances(self, X: np.ndarray) -> torch.Tensor:
+        """Squared distances of every sample's spectral coordinates (Nyström extension) to the centres."""
         dev = self._net_device()
         with eval_mode(self.net_):
             c_a = batched(lambda xb: self.net_(xb)[1], self._prepare(self.anchor_inputs_, dev), mixed_precision=False)
             c = batched(lambda xb: self.net_(xb)[1], self._prepare(X, dev), mixed_precision=False)
         g = torch.as_tensor(self.anchor_potentials_, device=dev)
-        onehot = torch.nn.functional.one_hot(torch.as_tensor(self.anchor_labels_, device=dev).long(),
-                                             int(self.n_clusters)).float()
-        out = [torch.softmax((cb @ c_a.T).abs() / float(self.eta) + g, dim=1) @ onehot for cb in c.split(4096)]
-        return torch.cat(out).cpu().numpy()
+        basis = torch.as_tensor(self.spectral_vectors_, device=dev) / torch.as_tensor(
+            self.spectral_values_, device=dev).clamp_min(1e-6)
+        centers = torch.as_tensor(self.spectral_centers_, device=dev)
+        out = [torch.cdist(torch.nn.functional.normalize(torch.softmax((cb @ c_a.T).abs() / float(self.eta) + g, dim=1)
+                                                          @ basis, dim=1), centers).pow(2) for cb in c.split(4096)]
+        return torch.cat(out)
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        return self._sq_distances(X).argmin(1).cpu().numpy()
+
+    def _predict_proba(self, X: np.ndarray) -> np.ndarray:
+        return torch.softmax(-self._sq_distances(X) / float(self.spectral_scale_), dim=1).cpu().numpy()
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         """The learned features z (unit vectors), the space the rate reduction shapes."""
@@ -227,8 +245,8 @@ class MCR2Clusterer(SelfLabelClusterer):
         if not ks or ks[0] < 2 or ks[-1] >= m:
             raise DeepclustError(f"k_values must be whole numbers from 2 to {m - 1} (the anchors), got {k_values!r}")
         z, pi = self._anchor_membership()
-        emb = spectral_embedding(pi, ks[-1])
+        emb = spectral_embedding(pi, ks[-1])[0]
         seed = 0 if self.random_state is None else int(self.random_state)
-        lengths = [coding_length(z, torch.as_tensor(self._spectral_labels(pi, k, seed, emb, 3), device=z.device),
+        lengths = [coding_length(z, torch.as_tensor(self._spectral_labels(k, seed, emb), device=z.device),
                                  float(self.eps_sq)) for k in ks]
         return {"k": ks[int(np.argmin(lengths))], "k_values": ks, "coding_length": [round(v, 3) for v in lengths]}
