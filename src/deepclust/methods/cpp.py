@@ -30,9 +30,10 @@ Where we differ, and why:
   both trunk layers (the authors': after the first only), as every trunk here (:class:`~deepclust.heads.MLP`).
 * Sinkhorn iterations are counted as (column, row) pairs ending on rows, so rows of Π sum to 1
   exactly; the authors' 5 half-steps end on rows too.
-* Spectral clustering of the membership of 2,000 random anchors, then every sample assigned through
-  its membership row against them, instead of spectral clustering of the whole n × n Π (memory; see
-  :mod:`deepclust.methods._mcr2`). This also gives ``predict`` for new samples, which the paper has not.
+* Spectral clustering of the membership of 2,000 random anchors, every sample then placed by the
+  Nyström extension of their eigenvectors through its membership row against them, instead of
+  spectral clustering of the whole n × n Π (memory; see :mod:`deepclust.methods._mcr2`). This also
+  gives ``predict`` for new samples, which the paper has not.
 * No mixed precision: the logdets run in float32 (the authors use fp16 autocast around them).
 """
 

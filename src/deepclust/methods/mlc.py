@@ -26,7 +26,8 @@ Where we differ, and why:
 * Hyper-parameters: those of CPP's released code (which builds on MLC's objective): ε² = 0.1,
   η = 0.175, 5 Sinkhorn iterations, γ = 0.05, SGD with momentum; trunk (1024, 1024), batch 1000,
   30 joint epochs, chosen to run on a CPU. The MLC authors' own code was not available to check.
-* Spectral clustering of 2,000 anchors' Π, every sample assigned through its membership row (as CPP here).
+* Spectral clustering of 2,000 anchors' Π, every sample placed by the Nyström extension through its
+  membership row against them (as CPP here).
 """
 
 from __future__ import annotations
