@@ -44,7 +44,8 @@ def common(name: str, seed: int) -> dict[str, Any]:
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
-def run(names: list[str], seeds: list[int], out: Path) -> None:
+def run(names: list[str], seeds: list[int], out: Path, methods: dict[str, dict[str, Any]] = METHODS,
+        with_select_k: bool = True) -> None:
     import torch
 
     from deepclust.data import load_dataset
@@ -68,7 +69,7 @@ def run(names: list[str], seeds: list[int], out: Path) -> None:
     for seed in seeds:
         for name in names:
             X, y, k = data[name]
-            if seed == seeds[0]:
+            if with_select_k and seed == seeds[0]:
                 base = common(name, seed)
                 t0 = time.perf_counter()
                 sel = select_k(X, criteria=["coding_length"], rule="coding_length", random_state=seed)
@@ -76,7 +77,7 @@ def run(names: list[str], seeds: list[int], out: Path) -> None:
                        "k_values": sel.k_values, "curve": sel.to_dict()["curves"]["coding_length"],
                        "reduction": sel.extra["reduction"], "seconds": {"select_k": round(time.perf_counter() - t0, 2)}})
                 print(f"{name}: select_k coding_length k = {sel.k} (true {k})", flush=True)
-            for method, params in METHODS.items():
+            for method, params in methods.items():
                 base = common(name, seed)
                 t0 = time.perf_counter()
                 model = make_method(method, n_clusters=k, random_state=seed, device="cpu", **params).fit(X)
@@ -104,8 +105,10 @@ def _ms(values: list[float]) -> str:
 
 
 def table_of(records: list[dict[str, Any]]) -> str:
-    """Per set and method: ACC, NMI, ARI (mean ± std over seeds), fit seconds, and the k each coding-length
-    estimate chose (CPP/MLC: one per seed; select_k's criterion: seed 0) against the true k."""
+    """Per set and method (named with the settings that differ from ``CPU``): ACC, NMI, ARI (mean ± std
+    over seeds), fit seconds, and the k each coding-length estimate chose (CPP/MLC: one per seed;
+    select_k's criterion: seed 0) against the true k (bold when equal); then each method's mean over
+    the sets it ran on."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     chosen: dict[str, int] = {}
     for r in records:
@@ -124,9 +127,19 @@ def table_of(records: list[dict[str, Any]]) -> str:
             est = (f"**{k}**" if k == rs[0]["k"] else str(k)) + " (select_k on the embedding, seed 0)"
         else:
             est = "–"
-        lines.append(f"| {dataset} | {rs[0]['k']} | {lab} | {len(rs)} | {_ms([r['acc'] for r in rs])} | "
+        changed = {k: v for k, v in rs[0].get("params", {}).items() if CPU.get(k) != v}
+        lines.append(f"| {dataset} | {rs[0]['k']} | {label(rs[0]['method'], changed)} | {len(rs)} | {_ms([r['acc'] for r in rs])} | "
                      f"{_ms([r['nmi'] for r in rs])} | {_ms([r['ari'] for r in rs])} | "
                      f"{np.mean([r['seconds']['fit'] for r in rs]):.0f} | {est} |")
+    per_method: dict[str, list[list[dict[str, Any]]]] = defaultdict(list)
+    for (_, lab), rs in groups.items():
+        per_method[lab].append(rs)
+    for lab, sets in sorted(per_method.items()):
+        if len(sets) > 1:
+            mean = {key: np.mean([np.mean([r[key] for r in rs]) for rs in sets]) for key in ("acc", "nmi", "ari")}
+            changed = {k: v for k, v in sets[0][0].get("params", {}).items() if CPU.get(k) != v}
+            lines.append(f"| **mean of {len(sets)} sets** | | {label(sets[0][0]['method'], changed)} | | "
+                         f"{mean['acc']:.3f} | {mean['nmi']:.3f} | {mean['ari']:.3f} | | |")
     return "\n".join(lines)
 
 
@@ -136,11 +149,18 @@ def main() -> None:
     p.add_argument("--datasets", default=",".join(SETS))
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--out", default="benchmarks/results/mcr2.jsonl")
+    p.add_argument("--methods", default=",".join(METHODS), help="a subset of " + ", ".join(METHODS))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                   help="change one CPU setting of cpp and mlc (e.g. out_dim=64); repeatable")
+    p.add_argument("--no-select-k", action="store_true", help="skip select_k's coding-length criterion")
     args = p.parse_args()
     if args.table:
         print(table_of([json.loads(line) for line in open(args.table) if line.strip()]))
         return
-    run([d for d in args.datasets.split(",") if d], [int(s) for s in args.seeds.split(",")], Path(args.out))
+    changes = {k: json.loads(v) for k, _, v in (a.partition("=") for a in args.set)}
+    methods = {m: ({**METHODS[m], **changes} if METHODS[m] else {}) for m in args.methods.split(",") if m}
+    run([d for d in args.datasets.split(",") if d], [int(s) for s in args.seeds.split(",")], Path(args.out),
+        methods, not args.no_select_k)
 
 
 if __name__ == "__main__":
