@@ -11,7 +11,7 @@ source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± st
 ``deepclust table``; option ``merge-devices`` pools runs that differ only in thread count),
 ``kmeans`` (benchmarks/kmeans_bench.py; options ``dataset=`` and ``init=``), ``clustpy``
 (benchmarks/clustpy_side_by_side.py), ``select-k`` (benchmarks/select_k_bench.py), ``semisup``
-(benchmarks/semisup_bench.py) and the GPU
+(benchmarks/semisup_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
 every ``gpu-*.jsonl`` (benchmarks/gpu/collect.py writes them) and say what still awaits the call.
 Below each table a line says whether the machine was idle, from the load average in the records.
@@ -122,6 +122,8 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
         return latest(records, lambda r: (r["set"], r["seed"]))
     if kind == "semisup":
         return latest(records, lambda r: (r["dataset"], r["encoder"], r["seed"], r["label_fraction"], r["method"]))
+    if kind == "mcr2":
+        return latest(records, lambda r: (r["dataset"], r.get("label", r["method"]), r["seed"]))
     return latest(records, _bench_key)
 
 
@@ -191,6 +193,12 @@ def table_select_k(records: Records) -> str:
 
 def table_select_k_v2(records: Records) -> str:
     from select_k_bench import table_of
+
+    return table_of(records)
+
+
+def table_mcr2(records: Records) -> str:
+    from mcr2_bench import table_of
 
     return table_of(records)
 
@@ -287,7 +295,7 @@ def table_gpu_status(records: Records) -> str:
 
 KINDS: dict[str, Callable[..., str]] = {
     "bench": table_bench, "kmeans": table_kmeans, "clustpy": table_clustpy, "select-k": table_select_k, "select-k-v2": table_select_k_v2,
-    "run-choice": table_run_choice, "semisup": table_semisup,
+    "run-choice": table_run_choice, "semisup": table_semisup, "mcr2": table_mcr2,
     "gpu-depict": table_gpu_depict, "gpu-kmeans": table_gpu_kmeans, "gpu-clustpy": table_gpu_clustpy,
     "gpu-other": table_gpu_other, "gpu-status": table_gpu_status,
 }

@@ -53,3 +53,12 @@ def test_explain_table_clusters() -> None:
     assert 0 <= c0["medoid"]["index"] < 60 and set(c0["medoid"]["values"]) == {"height", "weight"}
     assert c0["classes"][0] == {"label": "a", "share": 1.0}
     assert c0["silhouette"] > 0.5
+
+
+def test_text_clusters_are_named_by_their_top_keywords() -> None:
+    ds = Dataset(DOCS, None, DatasetMeta("t", "text"))
+    Z = np.eye(2, dtype=np.float32)[LABELS]
+    out = explain_clusters(ds, Z, np.array(LABELS))
+    by_cluster = {c["cluster"]: c for c in out}
+    assert by_cluster[0]["name"] == " · ".join(w for w, _ in by_cluster[0]["keywords"][:3])
+    assert "purr" in by_cluster[0]["name"] and "bark" in by_cluster[1]["name"]

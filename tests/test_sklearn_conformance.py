@@ -38,6 +38,8 @@ TINY: dict[str, dict] = {
     "p2ot": dict(_SELF_LABEL, n_label_updates=1, n_neighbors=5),
     "sp2ot": dict(_SELF_LABEL, n_label_updates=1, n_neighbors=5, mm_iters=2),
     "tell": dict(epochs=2, batch_size=16, device="cpu"),
+    "cpp": dict(_SELF_LABEL, hidden_dims=(8,), out_dim=4, batch_size=16),
+    "mlc": dict(_SELF_LABEL, hidden_dims=(8,), out_dim=4, batch_size=16, warmup_epochs=1),
 }
 #: classical engines whose defaults need data larger than scikit-learn's checks use
 SMALL: dict[str, dict] = {"umap": dict(n_neighbors=5, n_components=2)}

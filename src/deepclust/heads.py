@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -143,3 +145,52 @@ class KMeansLayer(nn.Module):
     def sq_distances(self, x: torch.Tensor) -> torch.Tensor:
         """‖x − w_j‖² for every sample and centre."""
         return torch.cdist(x.float(), self.weight).pow(2)
+
+
+def sinkhorn_potentials(scores: torch.Tensor, eta: float = 0.175, n_iters: int = 5) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-domain Sinkhorn on the kernel ``exp(scores / η)`` (n × m) towards rows summing to 1 and columns
+    to n/m: ``n_iters`` iterations of one column and one row scaling, differentiable (gradients flow
+    through the iterations, as in MLC and CPP, whose cluster head is trained through them). Returns the
+    row and column log-potentials (f, g): the plan is ``exp(scores/η + f_i + g_j)``, whose rows sum to 1
+    exactly (the last step scales rows) and columns up to the remaining Sinkhorn error. Float32."""
+    n, m = scores.shape
+    with torch.autocast(scores.device.type, enabled=False):
+        log_k = scores.float() / float(eta)
+        log_col = math.log(n / m)
+        f = torch.zeros(n, dtype=log_k.dtype, device=log_k.device)
+        for _ in range(max(1, int(n_iters))):
+            g = log_col - torch.logsumexp(log_k + f[:, None], dim=0)
+            f = -torch.logsumexp(log_k + g[None, :], dim=1)
+    return f, g
+
+
+def doubly_stochastic(scores: torch.Tensor, eta: float = 0.175, n_iters: int = 5) -> torch.Tensor:
+    """MLC's and CPP's membership: the doubly stochastic matrix nearest (in the entropic sense) to
+    ``exp(scores / η)`` for a square ``scores`` (n × n), by :func:`sinkhorn_potentials`, scaled by n
+    so that every row (one sample's soft group) and every column sums to 1."""
+    f, g = sinkhorn_potentials(scores, eta, n_iters)
+    return torch.exp(scores.float() / float(eta) + f[:, None] + g[None, :])
+
+
+class MCR2Net(nn.Module):
+    """MLC's and CPP's network on a fixed embedding (Ding et al., ICCV 2023; Chu et al., ICLR 2024): a
+    shared trunk (:class:`MLP`), then a *feature head* ``z = normalize(W_z h)`` and a *cluster head*
+    ``c = normalize(W_c h)``, both linear to ``out_dim`` and on the unit sphere. The membership of a
+    batch is :func:`doubly_stochastic` of ``|c_i · c_j|``. ``forward`` returns ``(z, c)``."""
+
+    def __init__(self, in_dim: int, hidden_dims: tuple[int, ...] | list[int] = (1024, 1024), out_dim: int = 128):
+        super().__init__()
+        self.trunk = MLP(in_dim, hidden_dims)
+        self.feature = nn.Linear(self.trunk.out_dim, int(out_dim))
+        self.cluster = nn.Linear(self.trunk.out_dim, int(out_dim))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(x)
+        return F.normalize(self.feature(h).float(), dim=1), F.normalize(self.cluster(h).float(), dim=1)
+
+    @torch.no_grad()
+    def init_cluster_from_features(self) -> None:
+        """MLC's one-shot initialisation of the membership: the cluster head becomes a copy of the
+        feature head, so that ``c = z`` and the membership starts as the doubly stochastic projection
+        of the features' own affinity ``|z_i · z_j|``."""
+        self.cluster.load_state_dict(self.feature.state_dict())

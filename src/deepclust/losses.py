@@ -1,8 +1,10 @@
-"""Losses shared by the methods: matching a soft target, reconstructing every layer."""
+"""Losses shared by the methods: matching a soft target, reconstructing every layer, rate reduction."""
 
 from __future__ import annotations
 
 from typing import Sequence
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -96,3 +98,73 @@ def confident_self_label_loss(logits: torch.Tensor, teacher_logits: torch.Tensor
         counts = torch.bincount(target, minlength=logits.shape[-1]).float()
         weight = torch.where(counts > 0, n_conf.float() / counts.clamp_min(1), torch.ones_like(counts))
     return F.cross_entropy(logits[mask].float(), target, weight=weight), n_conf
+
+
+# ------------------------------------------------------------------ MCR² (maximal coding rate reduction)
+def _logdet_eye_plus(gram: torch.Tensor) -> torch.Tensor:
+    """``logdet(I + G)`` of symmetric positive semi-definite ``G`` (..., d, d), by Cholesky (I + G is
+    positive definite with every eigenvalue >= 1, so the factorisation cannot fail in exact arithmetic;
+    the symmetrisation guards against rounding)."""
+    g = (gram + gram.transpose(-1, -2)) / 2
+    eye = torch.eye(g.shape[-1], dtype=g.dtype, device=g.device)
+    chol = torch.linalg.cholesky(eye + g)
+    return 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+
+
+def coding_rate(Z: torch.Tensor, eps_sq: float = 0.1, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Coding rate ``R(Z) = ½ logdet(I_d + d/(n ε²) ZᵀZ)`` of the rows of ``Z`` (n × d): the bits (nats)
+    needed to code them up to precision ε (Ma et al., TPAMI 2007; Yu et al., "Learning Diverse and
+    Discriminative Representations via the Principle of Maximal Coding Rate Reduction", NeurIPS 2020,
+    eq. 2). Computed on the smaller side (``logdet(I_d + a ZᵀZ) = logdet(I_n + a ZZᵀ)``), in ``dtype``
+    (float32; float64 for very large ``d/ε²``), outside autocast."""
+    n, d = Z.shape
+    with torch.autocast(Z.device.type, enabled=False):
+        z = Z.to(dtype)
+        gram = z.T @ z if d <= n else z @ z.T
+        return 0.5 * _logdet_eye_plus(gram * (d / (n * float(eps_sq))))
+
+
+def compressed_coding_rate(Z: torch.Tensor, membership: torch.Tensor, eps_sq: float = 0.1,
+                           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Membership-weighted coding rate ``R_c(Z, Π) = Σ_j tr(Π_j)/(2n) logdet(I + d/(tr(Π_j) ε²) Zᵀ Π_j Z)``
+    (Yu et al., NeurIPS 2020, eq. 3): the rate of coding each group j apart, where group j weighs sample
+    i by ``membership[i, j]`` (``Π_j = diag(membership[:, j])``). ``membership`` is n × m: soft cluster
+    assignments (m = k; columns are clusters) or MLC/CPP's doubly stochastic n × n matrix scaled so
+    that rows sum to 1 (each sample's row is its own soft group). All m logdets are computed as one
+    batch: the n outer products ``z_i z_iᵀ`` are weighed by one matrix product."""
+    n, d = Z.shape
+    with torch.autocast(Z.device.type, enabled=False):
+        z, w = Z.to(dtype), membership.to(dtype)
+        outer = (z[:, :, None] * z[:, None, :]).reshape(n, d * d)
+        grams = (w.T @ outer).reshape(-1, d, d)  # (m, d, d): Zᵀ diag(π_j) Z
+        trace = w.sum(0).clamp_min(1e-8)  # tr(Π_j)
+        logdets = _logdet_eye_plus(grams * (d / (trace * float(eps_sq)))[:, None, None])
+        return (trace * logdets).sum() / (2 * n)
+
+
+def rate_reduction(Z: torch.Tensor, membership: torch.Tensor, eps_sq: float = 0.1,
+                   dtype: torch.dtype = torch.float32) -> dict[str, torch.Tensor]:
+    """The MCR² objective ``ΔR = R(Z) − R_c(Z, Π)`` (Yu et al., NeurIPS 2020, eq. 4), to maximise: expand
+    the whole, compress every group. Returns ``{"rate", "compressed_rate", "rate_reduction"}``."""
+    rate = coding_rate(Z, eps_sq, dtype)
+    compressed = compressed_coding_rate(Z, membership, eps_sq, dtype)
+    return {"rate": rate, "compressed_rate": compressed, "rate_reduction": rate - compressed}
+
+
+def coding_length(Z: torch.Tensor, labels: torch.Tensor, eps_sq: float = 0.1,
+                  dtype: torch.dtype = torch.float64) -> float:
+    """Lossy coding length of the rows of ``Z`` segmented by ``labels`` (Ma, Derksen, Hong & Wright,
+    "Segmentation of multivariate mixed data via lossy data coding and compression", TPAMI 2007, eq. 9):
+    ``Σ_j (n_j + d)/2 · logdet(I + d/(n_j ε²) Z_jᵀZ_j) + n_j · log(n / n_j)`` — the bits of each group's
+    code plus those of the labels. CPP (Chu et al., ICLR 2024, §3.1) chooses the number of clusters as
+    the k whose partition minimises it: more groups fit tighter codes but cost more label bits."""
+    n, d = Z.shape
+    total = 0.0
+    with torch.autocast(Z.device.type, enabled=False):
+        z = Z.to(dtype)
+        for c in torch.unique(labels):
+            zc = z[labels == c]
+            m = zc.shape[0]
+            gram = zc.T @ zc if d <= m else zc @ zc.T
+            total += float((m + d) / 2 * _logdet_eye_plus(gram * (d / (m * float(eps_sq)))) + m * math.log(n / m))
+    return total

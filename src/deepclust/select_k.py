@@ -31,6 +31,12 @@ Criteria (each gives its own choice; all share step 1):
   largest wins (the criterion Lowe et al. found to track clustering quality).
 * ``hdbscan`` — the number of clusters HDBSCAN (Campello, Moulavi & Sander 2013) finds in the
   reduction with the same ``min_cluster_size``: density, no search over k at all.
+* ``coding_length`` — CPP's principle (Chu et al., ICLR 2024, §3.1): the lossy coding length
+  (Ma et al., TPAMI 2007; :func:`deepclust.losses.coding_length`, ε² = 0.1) of the samples on the
+  unit sphere (rows L2-normalised; PCA to 128 dimensions first for wider inputs, then normalised
+  again) segmented by each k-means partition of the reduction; the smallest wins. Computed only
+  when asked for. CPP itself scores the partitions of its learned membership on its learned
+  features (:meth:`deepclust.methods.cpp.CPP.estimate_k`).
 
 **Other supported k.** ``extra["alternatives"]`` lists the other local maxima of the silhouette
 curve (each better than its tried neighbours) whose score is within :data:`ALT_TOLERANCE` = 0.05
@@ -64,17 +70,21 @@ from deepclust.errors import DeepclustError
 from deepclust.runtime import keep_torch_threads
 from deepclust.validation import as_float_array
 
-CRITERIA = ("bic", "silhouette", "hdbscan")
+CRITERIA = ("bic", "silhouette", "hdbscan", "coding_length")
 #: what ``select_k`` computes unless told: the rule and HDBSCAN's count as evidence; BIC (right on no
 #: benchmark set, and the slowest) only when asked for
 DEFAULT_CRITERIA = ("silhouette", "hdbscan")
 #: direction of each curve, for plots: "max" (higher is better), "min"; hdbscan has no curve
-DIRECTIONS = {"bic": "min", "silhouette": "max", "hdbscan": "count"}
+DIRECTIONS = {"bic": "min", "silhouette": "max", "hdbscan": "count", "coding_length": "min"}
 DESCRIPTIONS = {
     "bic": "BIC of a full-covariance Gaussian mixture started from k-means, in the 5-D UMAP reduction (lower is better)",
     "silhouette": "silhouette of k-means in the 5-D UMAP reduction (higher is better)",
     "hdbscan": "number of clusters HDBSCAN finds in the 5-D UMAP reduction (no search over k)",
+    "coding_length": "coding length (nats) of the L2-normalised samples segmented by k-means in the 5-D UMAP "
+                     "reduction (CPP's criterion; lower is better)",
 }
+#: widest input the coding length is computed on (PCA beyond): CPP codes 128-dimensional features
+CODING_LENGTH_DIM = 128
 #: neighbours of the one graph (UMAP); a cluster needs twice as many points of the subsample
 N_NEIGHBORS = 15
 #: each grid k is about this factor times the previous one
@@ -305,7 +315,22 @@ def _select(X: np.ndarray, allowed: list[int], criteria: Sequence[str], rule: st
     def bic(k: int) -> float:
         return gmm_bic(Z, labels(k), k, random_state)
 
-    score_fns = {"bic": lambda k: -bic(k), "silhouette": silhouette}
+    sphere: list[Any] = []
+
+    def code_length(k: int) -> float:
+        import torch
+
+        from deepclust.losses import coding_length
+
+        if not sphere:
+            unit = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+            if unit.shape[1] > CODING_LENGTH_DIM:
+                unit = _pca(unit, CODING_LENGTH_DIM, random_state)
+                unit /= np.maximum(np.linalg.norm(unit, axis=1, keepdims=True), 1e-12)
+            sphere.append(torch.from_numpy(np.asarray(unit, dtype=np.float64)))
+        return coding_length(sphere[0], torch.from_numpy(labels(k)))
+
+    score_fns = {"bic": lambda k: -bic(k), "silhouette": silhouette, "coding_length": lambda k: -code_length(k)}
     coarse = sorted({allowed[min(i, len(allowed) - 1)] for i in (g - 2 for g in grid(2, len(allowed) + 1))})
     raw: dict[str, dict[int, float]] = {}
     choices: dict[str, int] = {}
@@ -318,7 +343,7 @@ def _select(X: np.ndarray, allowed: list[int], criteria: Sequence[str], rule: st
             by_pos: dict[int, float] = {}
             best = refine(lambda p: float(np.nan_to_num(fn(allowed[p]), nan=-np.inf)), [pos[k] for k in coarse],
                           by_pos)
-            raw[crit] = {allowed[p]: (-s if crit == "bic" else s) for p, s in by_pos.items()}
+            raw[crit] = {allowed[p]: (-s if DIRECTIONS[crit] == "min" else s) for p, s in by_pos.items()}
             choices[crit] = allowed[best]
         seconds[crit] = round(time.perf_counter() - t0, 3)
     k_values = sorted({k for r in raw.values() for k in r} | set(fits))

@@ -6,7 +6,9 @@ ties broken by closeness to the centroid) and its least confident ones; then by 
 
 * images: those members as small PNG thumbnails (base64, ready for an HTML report);
 * texts: top keywords by class-based TF-IDF (:func:`~deepclust.explain.keywords.c_tf_idf`, as in
-  BERTopic) and representative documents (the most typical members);
+  BERTopic), a name made of the first three (:func:`~deepclust.explain.naming.keyword_name`) and
+  representative documents (the most typical members); naming by a vote among candidate names
+  embedded by a user-supplied text tower (CPP with CLIP) is :func:`~deepclust.explain.naming.name_clusters`;
 * tables and arrays: readable rules from a shallow one-vs-rest decision tree with their precision
   and coverage (:func:`~deepclust.explain.rules.cluster_rules`) and the medoid row.
 
@@ -22,9 +24,11 @@ from typing import Any
 import numpy as np
 
 from deepclust.explain.keywords import c_tf_idf
+from deepclust.explain.naming import keyword_name, name_clusters
 from deepclust.explain.rules import Rule, cluster_rules, medoid_index
 
-__all__ = ["Rule", "c_tf_idf", "cluster_rules", "explain_clusters", "image_to_data_uri", "medoid_index"]
+__all__ = ["Rule", "c_tf_idf", "cluster_rules", "explain_clusters", "image_to_data_uri", "keyword_name", "medoid_index",
+           "name_clusters"]
 
 
 def image_to_data_uri(img: np.ndarray, size: int = 56) -> str:
@@ -112,6 +116,7 @@ def explain_clusters(dataset: Any, Z: np.ndarray, labels: np.ndarray, confidence
             info["least_images"] = [image_to_data_uri(dataset.X[i]) for i in least]
         elif modality == "text":
             info["keywords"] = [[w, round(s, 5)] for w, s in keywords.get(c, [])]
+            info["name"] = keyword_name(info["keywords"])
             info["documents"] = [_clip(dataset.X[i]) for i in typical[:5]]
             info["least_documents"] = [_clip(dataset.X[i]) for i in least[:3]]
         elif table_X is not None:

@@ -116,6 +116,14 @@ METHODS: dict[str, MethodInfo] = {
                    "P2OT plus a k-NN semantic regulariser (neighbours share a cluster), solved by "
                    "majorization-minimization", "Zhang, Ren & He, arXiv 2404.03446", deep=True,
                    defaults=(("semantic_weight", 0.5),)),
+        MethodInfo("cpp", "deepclust.methods.cpp:CPP",
+                   "CPP: features refined by maximal coding rate reduction with a doubly stochastic membership "
+                   "(Sinkhorn) learned on frozen embeddings, spectral clustering of the membership; k by coding "
+                   "length (estimate_k)", "Chu et al., ICLR 2024", deep=True),
+        MethodInfo("mlc", "deepclust.methods.mlc:MLC",
+                   "MLC: features and a doubly stochastic membership learned jointly by maximal coding rate "
+                   "reduction, after a coding-rate warm-up and the one-shot initialisation of the membership",
+                   "Ding et al., ICCV 2023", deep=True),
         MethodInfo("tell", "deepclust.methods.tell:TELL",
                    "interpretable neural clustering: k-means as a layer whose weights are the centres, trained by "
                    "mini-batch gradient descent; explains clusters by their centres and samples by the deciding "

@@ -267,7 +267,8 @@ def _gallery(uris: list[str], confs: list[float]) -> str:
 
 def _cluster(c: dict[str, Any]) -> str:
     col = svg.color(c["cluster"])
-    head = (f'<div class="head"><h3>Cluster {c["cluster"]}</h3><span class="pill">{c["size"]:,} members · '
+    title = f'Cluster {c["cluster"]}' + (f' · {escape(c["name"])}' if c.get("name") else "")
+    head = (f'<div class="head"><h3>{title}</h3><span class="pill">{c["size"]:,} members · '
             f'{100 * c["share"]:.1f}%</span><span class="pill">silhouette {_num(c.get("silhouette"))}</span>'
             f'<span class="pill">confidence {_num(c["mean_confidence"])}</span>'
             f'<span class="pill">spread {_num(c["spread"], 2)}</span>'
