@@ -205,6 +205,21 @@ def test_scan_keeps_the_lowest_loss_head_and_self_labels(blobs) -> None:
     assert model.history_["selflabel"][-1]["confident"] > 0.5  # self-labelling had confident samples
 
 
+def test_scan_steps_stop_once_labels_and_confidence_settle(blobs) -> None:
+    """The label-free stopping rule (tol): on easy blobs both steps end early, every head settled;
+    tol=0 runs the whole schedule."""
+    X, _ = blobs
+    settings = dict(FAST["scan"], selflabel_epochs=20)
+    model = make_method("scan", n_clusters=4, n_heads=3, **settings).fit(X)
+    scan, selflabel = model.history_["scan"], model.history_["selflabel"]
+    assert len(scan) < settings["epochs"] and len(selflabel) < settings["selflabel_epochs"]
+    for last in (scan[-1], selflabel[-1]):
+        assert last["changed"] < model.tol and last["confident_share"] > 0.9
+    full = make_method("scan", n_clusters=4, n_heads=3, tol=0, **settings).fit(X)
+    assert len(full.history_["scan"]) == settings["epochs"]
+    assert len(full.history_["selflabel"]) == settings["selflabel_epochs"]
+
+
 # ------------------------------------------------------------------------------ SCAN on images
 def test_strong_view_is_batched_seeded_and_cuts_a_hole() -> None:
     from deepclust.augment import strong_view
