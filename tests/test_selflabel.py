@@ -373,3 +373,16 @@ def test_sela_neighbour_views_break_the_random_fixed_point() -> None:
     assert "knn" in with_views.timings_
     with pytest.raises(DeepclustError, match="augment"):
         make_method("sela", n_clusters=4, augment="crop").fit(X)
+
+
+def test_scan_head_criterion_is_the_mean_pair_loss_minus_the_entropy() -> None:
+    """The head-selection criterion, computed in row blocks, equals the loss written out pair by pair."""
+    from deepclust.methods.scan import _scan_total_loss
+
+    gen = torch.Generator().manual_seed(0)
+    p = torch.softmax(3 * torch.randn(50, 6, generator=gen), 1)
+    nbrs = torch.randint(50, (50, 4), generator=gen)
+    pairs = [-math.log(float(p[i] @ p[j])) for i in range(50) for j in nbrs[i].tolist()]
+    mean = p.mean(0)
+    expected = sum(pairs) / len(pairs) + float((mean * mean.log()).sum())
+    assert float(_scan_total_loss(p, nbrs, rows=7)) == pytest.approx(expected, rel=1e-6)
