@@ -9,7 +9,6 @@ Every generated table sits between two markers that name how it is made::
 and everything outside the markers (the protocol, the reading, the published figures with their
 source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± std table of
 ``deepclust table``; option ``merge-devices`` pools runs that differ only in thread count),
-``manyclass`` (the same records with non-empty clusters, time against k-means and load; issue 20),
 ``kmeans`` (benchmarks/kmeans_bench.py; options ``dataset=`` and ``init=``), ``clustpy``
 (benchmarks/clustpy_side_by_side.py), ``select-k`` (benchmarks/select_k_bench.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
@@ -300,11 +299,12 @@ def table_gpu_status(records: Records) -> str:
 
 
 KINDS: dict[str, Callable[..., str]] = {
-    "bench": table_bench, "manyclass": table_manyclass, "kmeans": table_kmeans, "clustpy": table_clustpy, "select-k": table_select_k, "select-k-v2": table_select_k_v2,
+    "bench": table_bench, "kmeans": table_kmeans, "clustpy": table_clustpy, "select-k": table_select_k, "select-k-v2": table_select_k_v2,
     "run-choice": table_run_choice,
     "gpu-depict": table_gpu_depict, "gpu-kmeans": table_gpu_kmeans, "gpu-clustpy": table_gpu_clustpy,
     "gpu-other": table_gpu_other, "gpu-status": table_gpu_status,
 }
+KINDS["manyclass"] = table_manyclass  # bench records with non-empty clusters, × k-means and load (issue 20)
 
 
 # ---------------------------------------------------------------------------------------------- driver
