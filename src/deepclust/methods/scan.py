@@ -304,7 +304,8 @@ class SCAN(SelfLabelClusterer):
         t0 = time.perf_counter()
         scan_hist = train_epochs(opt, scan_step, n, epochs=int(self.epochs), batch_size=int(self.batch_size),
                                  device=dev, generator=gen, desc="SCAN clustering",
-                                 after_epoch=Settled(head_probs, float(self.tol), float(self.threshold)))
+                                 after_epoch=Settled(head_probs, float(self.tol), float(self.threshold))
+                                 if float(self.tol) > 0 else None)
         timings["scan"] = time.perf_counter() - t0
         if scan_hist and scan_hist[-1]["consistency"] > 0.9 * math.log(int(self.n_clusters)):
             warnings.warn(f"SCAN: after {len(scan_hist)} epochs the heads still predict almost uniformly "
