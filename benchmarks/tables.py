@@ -134,6 +134,31 @@ def table_bench(records: Records, merge_devices: bool = False) -> str:
     return format_table(summarize(records))
 
 
+def table_manyclass(records: Records) -> str:
+    """Many-class runs (issue 20): the bench table's scores with the smallest number of non-empty
+    clusters, the fit time as a multiple of k-means' on the same set, and the 1-minute load average
+    (range) the runs started at, so that seconds from a shared machine are read as such."""
+    groups: dict[tuple, Records] = defaultdict(list)
+    for r in records:
+        groups[(r["dataset"], r.get("label", r["method"]))].append(r)
+    kmeans = {d: mean_std([r["seconds"]["fit"] for r in rs])[0] for (d, m), rs in groups.items() if m == "kmeans"}
+    lines = ["| dataset | k | method | seeds | ACC | NMI | ARI | non-empty clusters (min) | fit s | × k-means | "
+             "peak MiB | load at start |", "|" + "---|" * 12]
+    for (dataset, label), rs in sorted(groups.items()):
+        fit = mean_std([r["seconds"]["fit"] for r in rs])
+        loads = [r["load_avg"][0] for r in rs if r.get("load_avg")]
+        found = [r.get("n_clusters_found") for r in rs if r.get("n_clusters_found") is not None]
+        lines.append("| " + " | ".join([
+            dataset, str(rs[0]["k"]), label, str(len(rs)),
+            *(_ms(mean_std([r.get(key) for r in rs]), 3) for key in ("acc", "nmi", "ari")),
+            str(min(found)) if found else "–", _ms(fit, 1),
+            f"{fit[0] / kmeans[dataset]:.0f}" if kmeans.get(dataset) else "–",
+            f"{max(r.get('peak_memory_mb') or 0 for r in rs):.0f}",
+            f"{min(loads):.1f}–{max(loads):.1f}" if loads else "–",
+        ]) + " |")
+    return "\n".join(lines)
+
+
 def table_kmeans(records: Records, **selection: Any) -> str:
     groups: dict[tuple, Records] = defaultdict(list)
     for r in records:
@@ -299,6 +324,7 @@ KINDS: dict[str, Callable[..., str]] = {
     "gpu-depict": table_gpu_depict, "gpu-kmeans": table_gpu_kmeans, "gpu-clustpy": table_gpu_clustpy,
     "gpu-other": table_gpu_other, "gpu-status": table_gpu_status,
 }
+KINDS["manyclass"] = table_manyclass  # bench records with non-empty clusters, × k-means and load (issue 20)
 
 
 # ---------------------------------------------------------------------------------------------- driver

@@ -205,6 +205,21 @@ def test_scan_keeps_the_lowest_loss_head_and_self_labels(blobs) -> None:
     assert model.history_["selflabel"][-1]["confident"] > 0.5  # self-labelling had confident samples
 
 
+def test_scan_steps_stop_once_labels_and_confidence_settle(blobs) -> None:
+    """The label-free stopping rule (tol): on easy blobs both steps end early, every head settled;
+    tol=0 runs the whole schedule."""
+    X, _ = blobs
+    settings = dict(FAST["scan"], selflabel_epochs=20)
+    model = make_method("scan", n_clusters=4, n_heads=3, **settings).fit(X)
+    scan, selflabel = model.history_["scan"], model.history_["selflabel"]
+    assert len(scan) < settings["epochs"] and len(selflabel) < settings["selflabel_epochs"]
+    for last in (scan[-1], selflabel[-1]):
+        assert last["changed"] < model.tol and last["confident_share"] > 0.9
+    full = make_method("scan", n_clusters=4, n_heads=3, tol=0, **settings).fit(X)
+    assert len(full.history_["scan"]) == settings["epochs"]
+    assert len(full.history_["selflabel"]) == settings["selflabel_epochs"]
+
+
 # ------------------------------------------------------------------------------ SCAN on images
 def test_strong_view_is_batched_seeded_and_cuts_a_hole() -> None:
     from deepclust.augment import strong_view
@@ -358,3 +373,16 @@ def test_sela_neighbour_views_break_the_random_fixed_point() -> None:
     assert "knn" in with_views.timings_
     with pytest.raises(DeepclustError, match="augment"):
         make_method("sela", n_clusters=4, augment="crop").fit(X)
+
+
+def test_scan_head_criterion_is_the_mean_pair_loss_minus_the_entropy() -> None:
+    """The head-selection criterion, computed in row blocks, equals the loss written out pair by pair."""
+    from deepclust.methods.scan import _scan_total_loss
+
+    gen = torch.Generator().manual_seed(0)
+    p = torch.softmax(3 * torch.randn(50, 6, generator=gen), 1)
+    nbrs = torch.randint(50, (50, 4), generator=gen)
+    pairs = [-math.log(float(p[i] @ p[j])) for i in range(50) for j in nbrs[i].tolist()]
+    mean = p.mean(0)
+    expected = sum(pairs) / len(pairs) + float((mean * mean.log()).sum())
+    assert float(_scan_total_loss(p, nbrs, rows=7)) == pytest.approx(expected, rel=1e-6)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from collections.abc import Iterator
-from typing import ClassVar
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -48,6 +48,31 @@ def collapse(labels: np.ndarray | torch.Tensor, n_clusters: int, *, giant: float
         return None
     return (f"{k - empty} of {k} clusters are non-empty and the largest holds {int(counts.max()):,} of {n:,} "
             f"samples ({share:.1f} × n/k)")
+
+
+class Settled:
+    """A label-free stopping rule for self-labelling heads, used as an ``after_epoch`` hook of
+    :func:`deepclust.training.train_epochs`: DEC's and DEPICT's share of hard labels that changed
+    since the last epoch, and the growth of the share of confident predictions (above
+    ``threshold``), which a head can still gain with its labels fixed. Both go into the epoch's
+    record (``changed``, ``confident_share``; the largest over heads when there are several), and
+    training stops once both are below ``tol``. ``probs``: the current (…, n, k) probabilities."""
+
+    def __init__(self, probs: Callable[[], torch.Tensor], tol: float, threshold: float):
+        self.probs, self.tol, self.threshold = probs, float(tol), float(threshold)
+        self.labels, self.share = self._measure()
+
+    def _measure(self) -> tuple[torch.Tensor, torch.Tensor]:
+        top, labels = self.probs().max(-1)
+        return labels, (top > self.threshold).float().mean(-1)
+
+    def __call__(self, epoch: int, record: dict[str, Any]) -> bool:
+        labels, share = self._measure()
+        changed = float((labels != self.labels).float().mean(-1).max())
+        grew = float((share - self.share).max())
+        self.labels, self.share = labels, share
+        record["changed"], record["confident_share"] = changed, float(share.max())
+        return changed < self.tol and grew < self.tol
 
 
 @contextlib.contextmanager
