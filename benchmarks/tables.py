@@ -11,7 +11,8 @@ source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± st
 ``deepclust table``; option ``merge-devices`` pools runs that differ only in thread count),
 ``kmeans`` (benchmarks/kmeans_bench.py; options ``dataset=`` and ``init=``), ``clustpy``
 (benchmarks/clustpy_side_by_side.py), ``select-k`` (benchmarks/select_k_bench.py), ``semisup``
-(benchmarks/semisup_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py) and the GPU
+(benchmarks/semisup_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py), ``depict-init``
+(benchmarks/depict_init_bench.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
 every ``gpu-*.jsonl`` (benchmarks/gpu/collect.py writes them) and say what still awaits the call.
 Below each table a line says whether the machine was idle, from the load average in the records.
@@ -118,6 +119,8 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
                                           r["clustering_epochs"], r.get("device_name")))
     if kind in ("select-k", "select-k-v2"):
         return latest(records, lambda r: (r["dataset"], r["seed"]))
+    if kind == "depict-init":
+        return latest(records, lambda r: (r["dataset"], r["seed"], r["init"]))
     if kind == "run-choice":
         return latest(records, lambda r: (r["set"], r["seed"]))
     if kind == "semisup":
@@ -234,6 +237,18 @@ def table_run_choice(records: Records) -> str:
     return table_of(records)
 
 
+def table_depict_init(records: Records) -> str:
+    """benchmarks/depict_init_bench.py: one row per start, the same pretrained autoencoder."""
+    lines = ["| dataset | seed | start | ACC | NMI | fit s | pretraining s (0: cached) | start s | clustering s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        s = r["seconds"]
+        lines.append(f"| {r['dataset']} | {r['seed']} | {r['init']} | {_f(r['acc'])} | {_f(r['nmi'])} | "
+                     f"{_f(s['fit'], 0)} | {_f(s.get('fit.pretrain'), 0)} | {_f(s.get('fit.init'), 1)} | "
+                     f"{_f(s.get('fit.cluster'), 0)} |")
+    return "\n".join(lines)
+
+
 def table_semisup(records: Records) -> str:
     from semisup_bench import table_of
 
@@ -321,6 +336,7 @@ def table_gpu_status(records: Records) -> str:
 KINDS: dict[str, Callable[..., str]] = {
     "bench": table_bench, "kmeans": table_kmeans, "clustpy": table_clustpy, "select-k": table_select_k, "select-k-v2": table_select_k_v2,
     "run-choice": table_run_choice, "semisup": table_semisup, "mcr2": table_mcr2,
+    "depict-init": table_depict_init,
     "gpu-depict": table_gpu_depict, "gpu-kmeans": table_gpu_kmeans, "gpu-clustpy": table_gpu_clustpy,
     "gpu-other": table_gpu_other, "gpu-status": table_gpu_status,
 }

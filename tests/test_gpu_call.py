@@ -48,8 +48,8 @@ def test_smoke_call_runs_every_step_and_records_it(tmp_path, data_dir):
     assert {"fit.pretrain", "fit.init", "fit.warmup", "fit.cluster"} <= set(depict["seconds"])
     assert depict["pretrain"]["samples_per_s"] > 0 and depict["pretrain"]["matrix_flops_per_sample"] > 0
     assert by_step["depict-s0-paper"][0]["seconds"]["fit.pretrain"] == 0.0  # the autoencoder came from the cache
-    pic = by_step["depict-s0-pic"][0]
-    assert pic["params"]["init"] == "pic" and pic["seconds"]["fit.pretrain"] == 0.0
+    start = by_step["depict-s0-kmeans"][0]
+    assert start["params"]["init"] == "kmeans" and start["seconds"]["fit.pretrain"] == 0.0
     ours, faiss = by_step["kmeans-1m"]
     assert (ours["library"], faiss["library"]) == ("deepclust", "faiss")
     assert ours["inertia"] == pytest.approx(faiss["inertia"], rel=1e-4)  # same start, same iterations
