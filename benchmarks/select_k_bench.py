@@ -11,19 +11,31 @@ and the 5 UCI tables in ``tabular/`` (gzip CSV with ``label`` and maybe ``split`
 
     PYTHONPATH=src DEEPCLUST_DATA=../shared/data python benchmarks/select_k_bench.py --out benchmarks/results/select-k-v2.jsonl
     python benchmarks/select_k_bench.py --table benchmarks/results/select-k-v2.jsonl
+
+``--anchors`` runs the published estimators of k instead, on the same representation record by record
+(issue #16's anchors): X-means (Pelleg & Moore 2000), G-means (Hamerly & Elkan 2003), Dip-means
+(Kalogeratos & Likas 2012) and the gap statistic (Tibshirani, Walther & Hastie 2001) from ClustPy 0.0.3,
+and HDBSCAN's cluster count (``select_k.hdbscan_count``, min cluster size 30). Each runs on a fixed
+random subsample of at most 5,000 points (seed 0), once on the features (``space = "features"``) and
+once on their 5-D UMAP layout with ``select_k``'s settings (``space = "layout"``), each under a
+wall-clock cap (``"timeout"`` when hit). One record per set and space:
+
+    PYTHONPATH=src DEEPCLUST_DATA=../shared/data python benchmarks/select_k_bench.py --anchors layout --out benchmarks/results/k-anchors.jsonl
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import time
+from typing import Any, Callable
 
 import numpy as np
 
 from deepclust.data import load_dataset, resolve_data_dir
 from deepclust.runtime import versions
-from deepclust.select_k import select_k
+from deepclust.select_k import N_NEIGHBORS, hdbscan_count, k_limit, select_k, umap_reduce
 
 BUILTIN = ("digits", "mnist-test", "usps", "mnist", "fashion-mnist-test", "fashion-mnist", "agnews-8k", "searchsnippets",
            "stackoverflow", "biomedical")
@@ -32,6 +44,9 @@ TABULAR = ("pendigits", "letter", "satimage", "optdigits", "mfeat")
 #: the v2 benchmark's criteria (CPP's coding length, added later, is measured in benchmarks/mcr2_bench.py)
 V2_CRITERIA = ("bic", "silhouette", "hdbscan")
 RULES = (*V2_CRITERIA, "median")
+ANCHORS = ("xmeans", "gmeans", "dipmeans", "gap", "hdbscan")
+#: the anchors' cost caps: points per set, seconds per anchor, and the gap statistic's k range and reference sets
+ANCHOR_SAMPLES, ANCHOR_SECONDS, GAP_MAX_K, GAP_BOOTS = 5000, 300, 50, 10
 
 
 def hit(k: int, true_k: int, tol: float) -> bool:
@@ -61,6 +76,105 @@ def representation(name: str) -> tuple[np.ndarray, int, str]:
     enc, _ = default_encoder(ds.meta.modality, len(ds), "cpu", ds.meta.image_shape)
     X = encode_with_info(ds, enc, device="cpu")[0]
     return np.asarray(X, np.float32).reshape(len(X), -1), int(ds.meta.n_classes), enc
+
+
+def anchor_k(name: str, X: np.ndarray, seed: int) -> int:
+    """The number of clusters anchor ``name`` finds in ``X`` (ClustPy's defaults, k up to :func:`k_limit`)."""
+    from clustpy.centroid import DipMeans, GapStatistic, GMeans, XMeans
+
+    if name == "hdbscan":
+        return hdbscan_count(X, 2 * N_NEIGHBORS)
+    top = k_limit(len(X))
+    model = {"xmeans": lambda: XMeans(max_n_clusters=top, random_state=seed),
+             "gmeans": lambda: GMeans(max_n_clusters=top, random_state=seed),
+             "dipmeans": lambda: DipMeans(max_n_clusters=top, random_state=seed),
+             "gap": lambda: GapStatistic(max_n_clusters=min(GAP_MAX_K, top), n_boots=GAP_BOOTS, random_state=seed)}[name]()
+    return int(model.fit(X.astype(np.float64)).n_clusters_)
+
+
+def _capped_child(conn: Any, fn: Callable[..., int], args: tuple) -> None:
+    try:
+        conn.send(("ok", fn(*args)))
+    except Exception as exc:  # noqa: BLE001 - reported in the record
+        conn.send(("error", f"{type(exc).__name__}: {exc}"[:300]))
+
+
+def capped(fn: Callable[..., int], args: tuple, seconds: float) -> tuple[int | str, float]:
+    """``fn(*args)`` in a forked process stopped after ``seconds``: (its result, "timeout" or "error: …"; wall s)."""
+    ctx = multiprocessing.get_context("fork")
+    parent, child = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_capped_child, args=(child, fn, args))
+    t0 = time.perf_counter()
+    proc.start()
+    got = parent.poll(seconds)
+    out: int | str = "timeout"
+    if got:
+        status, value = parent.recv()
+        out = value if status == "ok" else f"error: {value}"
+    proc.terminate()
+    proc.join()
+    return out, round(time.perf_counter() - t0, 2)
+
+
+def run_anchors(name: str, space: str, seed: int, seconds: float) -> dict[str, Any]:
+    """One record: every anchor's k for set ``name`` in ``space`` ("features" or "layout")."""
+    X, true_k, enc = representation(name)
+    n = len(X)
+    if n > ANCHOR_SAMPLES:
+        X = X[np.sort(np.random.default_rng(seed).choice(n, ANCHOR_SAMPLES, replace=False))]
+    X = np.ascontiguousarray(X, np.float32)
+    reduce_s = None
+    if space == "layout":  # select_k's reduction: PCA to 50-D for wide inputs, UMAP to 5-D, 15 neighbours, min_dist 0
+        t0 = time.perf_counter()
+        X = umap_reduce(X, n_components=5, random_state=seed, min_dist=0.0)
+        reduce_s = round(time.perf_counter() - t0, 2)
+    choices, secs = {}, {}
+    for a in ANCHORS:
+        choices[a], secs[a] = capped(anchor_k, (a, X, seed), seconds)
+        print(f"  {name} {space} {a}: {choices[a]} ({secs[a]:.0f} s)", flush=True)
+    return {"dataset": name, "space": space, "n_samples": n, "n_samples_used": len(X), "dim": int(X.shape[1]),
+            "encoder": enc, "true_k": true_k, "choices": choices,
+            "hits": {a: isinstance(k, int) and hit(k, true_k, 0.10 if name not in INTENT else 0.15)
+                     for a, k in choices.items()},
+            "seconds": secs, "reduce_seconds": reduce_s, "cap_seconds": seconds, "k_max": k_limit(len(X)),
+            "settings": {"subsample": f"at most {ANCHOR_SAMPLES} points, numpy default_rng({seed})",
+                         "xmeans/gmeans/dipmeans": "ClustPy 0.0.3 defaults, max_n_clusters = k_max",
+                         "gap": f"ClustPy GapStatistic, k = 1…{GAP_MAX_K}, {GAP_BOOTS} reference sets",
+                         "hdbscan": "select_k.hdbscan_count, min cluster size 30",
+                         "layout": "select_k.umap_reduce(n_components=5, min_dist=0, 15 neighbours) of the subsample"},
+            "seed": seed, "device": "cpu, 1 thread, nice", "versions": versions(),
+            "note": "2 CPU cores shared with other jobs: seconds (and so which anchors time out) depend on the load"}
+
+
+def anchors_table_of(recs: list[dict], ours: dict[str, dict]) -> str:
+    """Per set: true k, select_k's choices (``ours``: the v2 records by set) and each anchor's k on the
+    features and on the layout (bold where right), then how many sets each column got right."""
+    by = {(r["dataset"], r["space"]): r for r in recs}
+    sets = list(dict.fromkeys(r["dataset"] for r in recs))
+    cols: list[tuple[str, Callable[[str], Any]]] = [
+        ("select_k (silhouette)", lambda d: ours.get(d, {}).get("choices", {}).get("silhouette")),
+        ("select_k (median)", lambda d: ours.get(d, {}).get("choices", {}).get("median"))]
+    for space in ("features", "layout"):
+        for a in ANCHORS:
+            cols.append((f"{a} ({space})", lambda d, a=a, s=space: by.get((d, s), {}).get("choices", {}).get(a)))
+    true = {r["dataset"]: r["true_k"] for r in recs}
+
+    def cell(k: Any, d: str) -> str:
+        if k is None:
+            return "–"
+        if not isinstance(k, int):
+            return "timeout" if k == "timeout" else "error"
+        return f"**{k}**" if hit(k, true[d], 0.10 if d not in INTENT else 0.15) else str(k)
+
+    head = ("| set | true k | " + " | ".join(c for c, _ in cols) + " |\n|---|---:|" + "---:|" * len(cols))
+    rows = [f"| {d} | {true[d]} | " + " | ".join(cell(f(d), d) for _, f in cols) + " |" for d in sets]
+    main_sets = [d for d in sets if d not in INTENT]
+    tally = []
+    for _, f in cols:
+        ks = [(f(d), d) for d in main_sets]
+        tally.append(f"{sum(isinstance(k, int) and hit(k, true[d], 0.10) for k, d in ks)}/{len(main_sets)}")
+    rows.append(f"| **right on N of {len(main_sets)}** (±10 %, exact for k ≤ 10) | | " + " | ".join(tally) + " |")
+    return "\n".join([head, *rows])
 
 
 def table(path: str) -> str:
@@ -98,6 +212,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--table", metavar="JSONL", help="print the markdown table of a results file and exit")
     p.add_argument("--datasets", default=",".join((*BUILTIN, *TABULAR, *INTENT)))
+    p.add_argument("--anchors", choices=("features", "layout"), help="run the anchors in this space instead of select_k")
+    p.add_argument("--cap", type=float, default=ANCHOR_SECONDS, help="seconds allowed to each anchor (--anchors)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results/select-k-v2.jsonl")
     p.add_argument("--old", default="benchmarks/results/select-k.jsonl,benchmarks/results/select-k-minilm.jsonl",
@@ -109,6 +225,13 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    if args.anchors:
+        for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
+            rec = run_anchors(name, args.anchors, args.seed, args.cap)
+            with open(args.out, "a") as fh:
+                fh.write(json.dumps(rec) + "\n")
+            print(f"{name} {args.anchors}: true k {rec['true_k']}, {rec['choices']}", flush=True)
+        return
     old = {}  # the v1 records hold raw pixels and MiniLM texts: the representations used here too
     for path in filter(None, args.old.split(",")):
         old.update({r["dataset"]: r["chosen_k"] for r in map(json.loads, open(path)) if r})

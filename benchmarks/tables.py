@@ -10,7 +10,8 @@ and everything outside the markers (the protocol, the reading, the published fig
 source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± std table of
 ``deepclust table``; option ``merge-devices`` pools runs that differ only in thread count),
 ``kmeans`` (benchmarks/kmeans_bench.py; options ``dataset=`` and ``init=``), ``clustpy``
-(benchmarks/clustpy_side_by_side.py), ``select-k`` (benchmarks/select_k_bench.py), ``semisup``
+(benchmarks/clustpy_side_by_side.py), ``select-k`` (benchmarks/select_k_bench.py), ``k-anchors``
+(its ``--anchors`` records beside select_k's v2 records of seed 0), ``semisup``
 (benchmarks/semisup_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py), ``depict-init``
 (benchmarks/depict_init_bench.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
@@ -121,6 +122,8 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
         return latest(records, lambda r: (r["dataset"], r["seed"]))
     if kind == "depict-init":
         return latest(records, lambda r: (r["dataset"], r["seed"], r["init"]))
+    if kind == "k-anchors":
+        return latest([r for r in records if r["seed"] == 0], lambda r: (r["dataset"], r.get("space")))
     if kind == "run-choice":
         return latest(records, lambda r: (r["set"], r["seed"]))
     if kind == "semisup":
@@ -231,6 +234,13 @@ def table_mcr2(records: Records) -> str:
     return table_of(records)
 
 
+def table_k_anchors(records: Records) -> str:
+    """The anchors' k (records with a ``space``) beside select_k's (the v2 records of the same sets)."""
+    from select_k_bench import anchors_table_of
+
+    return anchors_table_of([r for r in records if "space" in r], {r["dataset"]: r for r in records if "space" not in r})
+
+
 def table_run_choice(records: Records) -> str:
     from run_bench import table_of
 
@@ -336,7 +346,7 @@ def table_gpu_status(records: Records) -> str:
 KINDS: dict[str, Callable[..., str]] = {
     "bench": table_bench, "kmeans": table_kmeans, "clustpy": table_clustpy, "select-k": table_select_k, "select-k-v2": table_select_k_v2,
     "run-choice": table_run_choice, "semisup": table_semisup, "mcr2": table_mcr2,
-    "depict-init": table_depict_init,
+    "depict-init": table_depict_init, "k-anchors": table_k_anchors,
     "gpu-depict": table_gpu_depict, "gpu-kmeans": table_gpu_kmeans, "gpu-clustpy": table_gpu_clustpy,
     "gpu-other": table_gpu_other, "gpu-status": table_gpu_status,
 }
