@@ -74,3 +74,16 @@ def test_umap_kernels_are_cached_on_disk_once_used(one_thread) -> None:
     assert cache_umap_kernels() > 10
     assert not isinstance(umap.umap_.smooth_knn_dist._cache, NullCache)
     assert not isinstance(umap.umap_.compute_membership_strengths._cache, NullCache)
+
+
+def test_exact_knn_matches_brute_force_with_self_first() -> None:
+    """The neighbour lists handed to umap-learn for small data: the row itself first, then its
+    nearest rows at their Euclidean distances (as umap-learn's own exact search gives them)."""
+    from deepclust.reduction import exact_knn
+
+    X = np.random.default_rng(0).normal(size=(80, 6)).astype(np.float32)
+    idx, dist = exact_knn(X, 7)
+    D = np.linalg.norm(X[:, None] - X[None], axis=2)
+    assert idx.shape == dist.shape == (80, 7) and (idx[:, 0] == np.arange(80)).all() and (dist[:, 0] == 0).all()
+    np.testing.assert_allclose(dist, np.sort(D, axis=1)[:, :7], atol=1e-5)
+    assert all(set(i) == set(np.argsort(d)[:7]) for i, d in zip(idx, D))

@@ -27,6 +27,24 @@ from deepclust.runtime import keep_torch_threads
 _LAST: dict[str, np.ndarray] = {}
 
 
+#: below this many points umap-learn finds exact neighbours through one Python call per pair of
+#: points (several seconds for 2,000 points); :func:`umap_layout` hands it the same exact neighbours
+#: from one batched product instead
+EXACT_KNN_MAX = 4096
+
+
+def exact_knn(X: np.ndarray, n_neighbors: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices and Euclidean distances (n × ``n_neighbors``, float32) of each row's nearest rows,
+    the row itself first at distance 0: the neighbour lists umap-learn computes for small data."""
+    from deepclust.engines.neighbors import euclidean_knn
+
+    squared, idx = euclidean_knn(X, n_neighbors - 1)
+    n = len(X)
+    indices = np.hstack([np.arange(n)[:, None], idx]).astype(np.int64)
+    distances = np.hstack([np.zeros((n, 1)), np.sqrt(squared)]).astype(np.float32)
+    return indices, distances
+
+
 @functools.cache
 def cache_umap_kernels() -> int:
     """Let numba keep umap-learn's compiled kernels on disk; return how many were switched on.
@@ -78,10 +96,13 @@ def umap_layout(X: np.ndarray, *, n_components: int = 10, n_neighbors: int = 15,
     # umap-learn's spectral start needs n > dim + 2 (its own rule for small graph components: n >= 2·dim)
     init = "spectral" if len(X) >= max(2 * n_components, n_components + 3) else "random"
     cache_umap_kernels()
+    knn = (*exact_knn(X, int(n_neighbors)), None) if metric == "euclidean" and len(X) < EXACT_KNN_MAX else None
     reducer = umap.UMAP(n_components=int(n_components), n_neighbors=int(n_neighbors), min_dist=float(min_dist),
-                        metric=metric, init=init, random_state=random_state)
+                        metric=metric, init=init, random_state=random_state,
+                        **({"precomputed_knn": knn} if knn is not None else {}))
     with keep_torch_threads(), warnings.catch_warnings():  # numba resets torch's thread count
         warnings.filterwarnings("ignore", message="n_jobs value", category=UserWarning)  # seeded: one thread
+        warnings.filterwarnings("ignore", message=r"precomputed_knn\[2\]", category=UserWarning)  # no transform: place()
         layout = reducer.fit_transform(X).astype(np.float32)
     _LAST.clear()
     _LAST[key] = layout
