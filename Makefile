@@ -18,6 +18,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[test,bench,umap,text,images]"
+	@# compile UMAP's numba kernels once into their disk cache (deepclust.reduction.cache_umap_kernels),
+	@# so that the first `deepclust run` does not spend ~20 s compiling them
+	$(PY) -c "import numpy as np; from deepclust.reduction import umap_layout; \
+		umap_layout(np.random.default_rng(0).normal(size=(300, 8)).astype('float32'), n_components=5)"
 	touch $@
 
 setup: $(VENV)/.installed
