@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 setup: $(VENV)/.installed
 
 demo: setup
-	$(VENV)/bin/deepclust run digits --out runs/demo --overwrite
+	$(VENV)/bin/deepclust run digits --out runs/demo --overwrite --budget 15
 
 # Fashion-MNIST is a Debian package; tests that need it skip when it cannot be installed.
 fashion-mnist:

@@ -60,7 +60,7 @@ def measure(name: str, seed: int, budget_s: float) -> dict[str, Any]:
         best = max(fitted, key=lambda c: c["acc"])
         winner = next(c for c in fitted if c["name"] == res.pipeline.winner.name)
         rec.update(winner=winner["name"], candidates=cands, oracle=best["name"], oracle_acc=best["acc"],
-                   regret=round(best["acc"] - winner["acc"], 4))
+                   regret=round(best["acc"] - winner["acc"], 4), representations=res.pipeline.representations)
     if res.selection is not None:
         rec["k_choices"] = res.selection.choices
     return rec
@@ -93,8 +93,8 @@ def table_of(records: list[dict[str, Any]]) -> str:
         rights.append(np.mean([k_right(r["k"], r["true_k"]) for r in rs]))
         for r in rs:
             for c in r.get("candidates", []):
-                if "acc" in c:
-                    fixed[c["name"]].append(c["acc"])
+                if "acc" in c and c.get("encoder") in (None, "raw"):  # the same pipeline on the default features
+                    fixed[c["name"].split(" → ")[-1]].append(c["acc"])
         lines.append(f"| {name} | {rs[0]['n']:,} | {rs[0]['true_k']} | {ks} | {wins} | {acc:.3f} | {nm:.3f} | "
                      f"{oracle:.3f} | {regret:.3f} | {np.mean([r['seconds']['total'] for r in rs]):.0f} |")
     lines.append("")

@@ -306,3 +306,17 @@ def test_pretext_through_the_cli_records_the_encoder(tmp_path: Path, capsys, one
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "minilm encoder is for text input" in err or "deepclust[text]" in err
+
+
+def test_autoencoder_encoder_learns_a_10d_embedding_deterministically() -> None:
+    from deepclust.encoders import encode_with_info, get_encoder
+
+    X = np.random.default_rng(0).random((300, 8, 8), dtype=np.float32)
+    Z1, info = encode_with_info(X, "autoencoder", cache=False, device="cpu", pretrain_epochs=2)
+    Z2 = encode_with_info(X, "ae", cache=False, device="cpu", pretrain_epochs=2)[0]
+    assert Z1.shape == (300, 10) and np.isfinite(Z1).all() and Z1.std() > 0
+    np.testing.assert_allclose(Z1, Z2, rtol=1e-5, atol=1e-6)  # same seed, same embedding
+    assert info["identity"]["name"] == "autoencoder" and info["identity"]["params"]["pretrain_epochs"] == 2
+    assert get_encoder("autoencoder").estimate_seconds(300, 64, torch.device("cpu")) > 0
+    with pytest.raises(DeepclustError, match="texts"):
+        encode_with_info(["a text", "another"], "autoencoder", cache=False)

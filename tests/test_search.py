@@ -55,3 +55,65 @@ def test_run_records_the_search(tmp_path: Path, one_thread) -> None:
     assert summary["method"] == "umap" and metrics["scores"]["acc"] > 0.98
     assert {c["name"] for c in summary["pipeline"]["candidates"]} == {"kmeans", "umap+kmeans", "umap+gmm", "ward"}
     assert "Choosing the pipeline" in (tmp_path / "out" / "report.html").read_text()
+
+
+# ---------------------------------------------------------------- several representations (images on pixels)
+def _small_digits(n: int = 400) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    X = (d.images[:n] / 16.0).astype(np.float32)
+    return Dataset(X, d.target[:n], DatasetMeta(name="digits-400", modality="image", n_classes=10,
+                                                image_shape=(8, 8)))
+
+
+def test_only_pixel_images_get_the_autoencoder_too() -> None:
+    from deepclust.run import representations
+
+    assert representations("image", "raw", given=False, searching=True) == ["raw", "autoencoder"]
+    assert representations("image", "raw", given=True, searching=True) == ["raw"]  # --encoder raw is obeyed
+    assert representations("image", "raw", given=False, searching=False) == ["raw"]  # --method given
+    assert representations("image", "efficientnet-lite0", given=False, searching=True) == ["efficientnet-lite0"]
+    assert representations("table", "raw", given=False, searching=True) == ["raw"]
+
+
+def test_combine_keeps_the_best_representation_and_ties_go_first() -> None:
+    from deepclust.search import Candidate, PipelineChoice, combine
+
+    def choice(score: float) -> PipelineChoice:
+        c = Candidate("umap+gmm", "umap", {"clusterer": "gmm"}, np.zeros(5, int), score, 1.0)
+        return PipelineChoice(c, [Candidate("kmeans", "kmeans", {}, np.zeros(5, int), score - 0.1), c], "rule")
+
+    enc, combined = combine({"raw": (10, choice(0.7), 2.0, None), "autoencoder": (9, choice(0.8), 5.0, None)})
+    assert enc == "autoencoder" and combined.winner.name == "autoencoder → umap+gmm" and combined.winner.k == 9
+    assert [c.name for c in combined.candidates] == ["raw → kmeans", "raw → umap+gmm", "autoencoder → kmeans",
+                                                     "autoencoder → umap+gmm"]
+    enc, _ = combine({"raw": (10, choice(0.7), 2.0, None), "autoencoder": (9, choice(0.7), 5.0, None)})
+    assert enc == "raw"
+    enc, combined = combine({"raw": (10, choice(0.7), 2.0, None), "autoencoder": (None, None, 0.0, "over budget")})
+    assert enc == "raw" and combined.representations[1]["skipped"] == "over budget"
+
+
+def test_run_compares_pixels_with_the_autoencoder_embedding(tmp_path: Path, one_thread, monkeypatch) -> None:
+    import deepclust.methods._autoencoder as ae
+
+    monkeypatch.setattr(ae, "BUDGET_PRETRAIN_STEPS", 20)  # a short pretraining: this tests the plumbing
+    monkeypatch.setenv("DEEPCLUST_CACHE", str(tmp_path / "cache"))
+    res = run(_small_digits(), tmp_path / "out", k=10, seed=0)
+    p = res.summary()["pipeline"]
+    reps = {r["encoder"]: r for r in p["representations"]}
+    assert set(reps) == {"raw", "autoencoder"} and all(r["score"] is not None for r in reps.values())
+    best = max(reps.values(), key=lambda r: r["score"])
+    assert p["winner"] == f"{best['encoder']} → {best['winner']}" and res.summary()["encoder"] == best["encoder"]
+    assert {c["encoder"] for c in p["candidates"]} == {"raw", "autoencoder"}
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["encoder"] == best["encoder"]
+    assert "best pipeline" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_run_skips_the_autoencoder_over_budget(tmp_path: Path, one_thread) -> None:
+    res = run(_small_digits(), tmp_path / "out", k=10, seed=0, budget_s=1.0)
+    reps = res.summary()["pipeline"]["representations"]
+    assert [r["encoder"] for r in reps] == ["raw", "autoencoder"]
+    assert reps[1]["score"] is None and "budget" in reps[1]["skipped"]
+    assert res.summary()["encoder"] == "raw"

@@ -171,6 +171,55 @@ def k_alternatives(selection: Any, tree: dict[str, Any], out: Path, input_name: 
                      f"merging below this k costs >= {TREE_GAP:g} times the merge before, in the run's Ward merge tree")}
 
 
+def representations(modality: str, encoder: str, *, given: bool, searching: bool) -> list[str]:
+    """The encoders whose features ``run`` compares: the one chosen, and for images left on their
+    pixels (small images, or too many for an ImageNet encoder on a CPU) also the ``autoencoder``
+    embedding, when the pipeline is searched and no ``--encoder`` was given."""
+    if searching and not given and modality == "image" and encoder == "raw":
+        return ["raw", "autoencoder"]
+    return [encoder]
+
+
+def why_autoencoder() -> str:
+    return ("DEC's autoencoder trained on these images for a fixed number of steps, N2D's first step: it "
+            "separates shapes that pixel distances mix")
+
+
+def _features_k_pipeline(ds: Any, encoder: str, n_clusters: int | None, searching: bool, *, seed: int, device: str,
+                         k_range: tuple[int, int] | None, budget_s: float | None,
+                         say: Callable[[str], None]) -> tuple[np.ndarray, Any, Any, Any, dict[str, float]]:
+    """One representation: its features, k (chosen when ``n_clusters`` is None) and, when ``searching``,
+    the label-free pipeline choice at that k; with the seconds of each stage."""
+    from deepclust.device import resolve_device
+    from deepclust.encoders import encode_with_info
+
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()  # features once: for choosing k and for the clustering
+    features = encode_with_info(ds, encoder, device=resolve_device(device), random_state=seed)
+    seconds["features"] = time.perf_counter() - t0
+    X = features[0]
+    selection = None
+    if n_clusters is None:
+        from deepclust.select_k import select_k
+
+        t0 = time.perf_counter()
+        if len(ds) < 6:
+            raise DeepclustError(f"{len(ds)} samples are too few to choose k automatically; give --k")
+        selection = select_k(X, k_range, random_state=seed, device=device)
+        n_clusters = selection.k
+        seconds["select_k"] = time.perf_counter() - t0
+        say(f"  k = {n_clusters} (auto: " + ", ".join(f"{c} {v}" for c, v in selection.choices.items()) + ")")
+    choice = None
+    if searching:
+        from deepclust.search import choose_pipeline
+
+        say(f"  comparing pipelines with k = {n_clusters} (no labels):")
+        t0 = time.perf_counter()
+        choice = choose_pipeline(X, n_clusters, random_state=seed, device=device, budget_s=budget_s, echo=say)
+        seconds["search"] = time.perf_counter() - t0
+    return X, features, selection, choice, seconds
+
+
 @holding_out_lock  # from before the work until the files are written: a second run to `out` fails at once
 @interrupts_abort()  # Ctrl-C ends the run: nothing half-trained is written
 def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = None, encoder: str | None = None,
@@ -183,7 +232,6 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
     from deepclust.data import Dataset, load_input
     from deepclust.methods import get_method_info
     from deepclust.device import resolve_device
-    from deepclust.encoders import encode_with_info
     from deepclust.pipeline import prepare_out_dir, run_clustering, write_outputs
     from deepclust.report import collect_report_data, render_html
 
@@ -224,39 +272,59 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         fit_ds = Dataset(((X - X.mean(0)) / np.where(sd > 0, sd, 1.0)).astype(np.float32), ds.y, ds.meta, ds.extra)
     fit_enc = "raw" if enc == "standardized" else enc
 
-    t0 = time.perf_counter()  # features once: for choosing k and for the clustering
-    features = encode_with_info(fit_ds, fit_enc, device=resolve_device(device), random_state=seed)
-    seconds["features"] = time.perf_counter() - t0
-    X = features[0]
-    selection = None
-    if n_clusters is None:
-        from deepclust.select_k import select_k
+    searching = meth == AUTO_METHOD
+    reps = representations(modality, fit_enc, given=bool(encoder), searching=searching)
+    if len(reps) > 1:
+        say(f"  comparing representations: {', '.join(reps)} (each chooses its k and pipeline; no labels)")
+    t_search = time.perf_counter()
+    tried: dict[str, tuple[int | None, Any, float, str | None]] = {}  # rep → (k, choice, seconds, why skipped)
+    done: dict[str, tuple[np.ndarray, Any, Any, dict[str, float]]] = {}  # rep → (X, features, selection, seconds)
+    for rep in reps:
+        if rep != reps[0]:
+            from deepclust.encoders import get_encoder
 
-        t0 = time.perf_counter()
-        if len(ds) < 6:
-            raise DeepclustError(f"{len(ds)} samples are too few to choose k automatically; give --k")
-        selection = select_k(X, k_range, random_state=seed, device=device)
+            d = int(np.prod(np.shape(fit_ds.X)[1:]))
+            need = get_encoder(rep, random_state=seed).estimate_seconds(len(fit_ds), d, resolve_device(device))
+            spent = time.perf_counter() - t_search
+            if budget_s is not None and spent + need > budget_s:
+                why = (f"over the time budget: about {need:.0f} s to train here, {max(budget_s - spent, 0):.0f} s "
+                       f"of --budget {budget_s:.0f} left")
+                tried[rep] = (None, None, 0.0, why)
+                say(f"  {rep}: skipped ({why})")
+                continue
+        t_rep = time.perf_counter()
+        if len(reps) > 1:
+            say(f"  representation {rep}:")
+        X, features, selection, choice, rep_seconds = _features_k_pipeline(
+            fit_ds, rep, n_clusters, searching, seed=seed, device=device, k_range=k_range, budget_s=budget_s, say=say)
+        tried[rep] = (selection.k if selection is not None else n_clusters, choice, time.perf_counter() - t_rep, None)
+        done[rep] = (X, features, selection, rep_seconds)
+    choice = tried[reps[0]][1]
+    fit_enc = reps[0]
+    if len(reps) > 1:
+        from deepclust.search import combine
+
+        fit_enc, choice = combine(tried)
+        say(f"  representation {fit_enc} won ({choice.winner.score:.3f})")
+    X, features, selection, rep_seconds = done[fit_enc]
+    seconds.update(rep_seconds)
+    if len(reps) > 1:
+        seconds["representations"] = time.perf_counter() - t_search
+        notes["encoder"] = (f"{fit_enc}: the best of {', '.join(reps)} by the label-free comparison below"
+                            + ("" if fit_enc == reps[0] else f" ({why_autoencoder()})"))
+        enc = fit_enc
+    if selection is not None:
         n_clusters = selection.k
-        seconds["select_k"] = time.perf_counter() - t0
         lo, hi = selection.extra["k_min"], selection.extra["k_max"]
         notes["k"] = (f"{n_clusters}, chosen without labels from k = {lo}…{hi} ({selection.rule}): "
                       + ", ".join(f"{c} → {v}" for c, v in selection.choices.items()))
-        say(f"  k = {n_clusters} (auto: " + ", ".join(f"{c} {v}" for c, v in selection.choices.items()) + ")")
         edge = range_edge_note(n_clusters, lo, hi)
         if edge:
             notes["k"] += f". {edge}"
             say(f"  note: {edge}")
     else:
         notes["k"] = f"{n_clusters}, given by --k"
-
-    choice = None
-    if meth == AUTO_METHOD:
-        from deepclust.search import choose_pipeline
-
-        say(f"  comparing pipelines with k = {n_clusters} (no labels):")
-        t0 = time.perf_counter()
-        choice = choose_pipeline(X, n_clusters, random_state=seed, device=device, budget_s=budget_s, echo=say)
-        seconds["search"] = time.perf_counter() - t0
+    if choice is not None:
         win = choice.winner
         meth, params = win.method, {**win.params, **(params or {})}
         notes["method"] = (f"{win.name} won the label-free comparison ({choice.rule}): "

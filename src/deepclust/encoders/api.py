@@ -1,7 +1,7 @@
 """One entry point for embeddings: ``get_encoder(name)`` and ``encode(data, name, ...)``.
 
 Names: ``raw``, ``tfidf``, ``minilm``, ``efficientnet-lite0`` (``-lite1``, ``-lite2`` with their
-packages), ``pretext``, or a local model: a sentence-transformers folder (text), a timm folder
+packages), ``pretext``, ``autoencoder``, or a local model: a sentence-transformers folder (text), a timm folder
 or ``ARCH:PATH`` weights file, or an ``efficientnet_pytorch`` weights file (images).
 """
 
@@ -25,12 +25,12 @@ from deepclust.progress import progress
 EMBED_CHUNK = 2048
 #: the encoders known by name (local model paths are accepted too)
 ENCODER_NAMES = ("raw", "tfidf", "minilm", "efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2",
-                 "pretext")
+                 "pretext", "autoencoder")
 
 
 def get_encoder(name: str, *, random_state: int = 0, **options: Any) -> Encoder:
     """The encoder called ``name`` (see the module docstring); ``options`` go to its constructor."""
-    from deepclust.encoders import image, pretext, text
+    from deepclust.encoders import image, learned, pretext, text
 
     def build(cls: type, *args: Any, **fixed: Any) -> Encoder:
         """``cls(*args, **fixed, **options)``, refusing options it does not take."""
@@ -55,6 +55,8 @@ def get_encoder(name: str, *, random_state: int = 0, **options: Any) -> Encoder:
         return build(image.TimmImageEncoder, weights, arch, name=low)
     if low in ("pretext", "simclr"):
         return build(pretext.PretextEncoder, random_state=random_state)
+    if low in ("autoencoder", "ae"):
+        return build(learned.AutoencoderEncoder, random_state=random_state)
 
     arch, sep, rest = key.partition(":")
     if sep and rest and not os.path.exists(key) and "/" not in arch and "\\" not in arch:  # ARCH:PATH

@@ -58,8 +58,8 @@ class Encoder:
         if self.modality == "any" or got == self.modality:
             return got
         fits = {"text": "tfidf, minilm or a sentence-transformers folder",
-                "image": "raw, efficientnet-lite0, pretext or a timm weights file",
-                "array": "raw"}[got] if got in ("text", "image", "array") else "raw"
+                "image": "raw, autoencoder, efficientnet-lite0, pretext or a timm weights file",
+                "array": "raw or autoencoder"}[got] if got in ("text", "image", "array") else "raw"
         raise DeepclustError(f"the {self.name} encoder is for {self.modality} input, but this input is "
                              f"{got} data; encoders for {got} data: {fits}")
 

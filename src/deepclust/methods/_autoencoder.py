@@ -256,6 +256,15 @@ class AutoencoderClusterer(BaseClusterer):
         self.autoencoder_ = self._pretrained_autoencoder(X, Xt, seed, gen)
         return dev, seed, gen, Xt
 
+    def pretrained_embedding(self, X: Any) -> np.ndarray:
+        """Pretrain the autoencoder on ``X`` (or load it from the cache) and return the embedding of
+        ``X``, without clustering: the ``autoencoder`` encoder (N2D's first step)."""
+        X = self._validate_input(X)
+        self.n_features_in_ = int(np.prod(X.shape[1:]))
+        self.input_shape_ = tuple(int(s) for s in X.shape[1:])
+        *_, Xt = self._start_fit(X)
+        return self._embed_scaled(Xt).float().cpu().numpy()
+
     def _check_params(self) -> None:
         """Method-specific checks (subclasses)."""
 

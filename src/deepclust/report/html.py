@@ -157,10 +157,24 @@ def _pipeline(d: dict[str, Any]) -> str:
         why = c.get("skipped") or ("chosen" if won else "")
         rows.append(f"<tr><td>{'<b>' if won else ''}{escape(c['name'])}{'</b>' if won else ''}</td>"
                     f"<td class='num'>{score}</td><td class='num'>{c['seconds']:.1f} s</td><td>{escape(why)}</td></tr>")
-    layout_s = (p.get("seconds") or {}).get("layout", 0.0)
-    return (f'<section id="pipeline"><h2>Choosing the pipeline: {escape(p["winner"])}</h2>'
+    secs = p.get("seconds") or {}
+    layout_s = sum(v for key, v in secs.items() if key == "layout" or key.endswith(".layout"))
+    reps = ""
+    if p.get("representations"):
+        best = max((r for r in p["representations"] if r["score"] is not None), key=lambda r: r["score"])
+        rrows = "".join(
+            f"<tr><td>{'<b>' if r is best else ''}{escape(r['encoder'])}{'</b>' if r is best else ''}</td>"
+            f"<td class='num'>{'–' if r['k'] is None else r['k']}</td><td>{escape(r['winner'] or '–')}</td>"
+            f"<td class='num'>{'–' if r['score'] is None else format(r['score'], '.3f')}</td>"
+            f"<td class='num'>{r['seconds']:.1f} s</td><td>{escape(r['skipped'] or ('chosen' if r is best else ''))}"
+            f"</td></tr>" for r in p["representations"])
+        reps = ('<p>Each representation chose its own k and pipeline; the one whose winner has the highest '
+                'silhouette (each in its own UMAP layout) was kept.</p><div class="panel" style="display:inline-block;'
+                'margin-bottom:12px"><table><tr><th>representation</th><th class="num">k</th><th>best pipeline</th>'
+                f'<th class="num">silhouette</th><th class="num">time</th><th></th></tr>{rrows}</table></div>')
+    return (f'<section id="pipeline"><h2>Choosing the pipeline: {escape(p["winner"])}</h2>{reps}'
             f'<p>Each candidate clustered the features into the chosen number of clusters; no label was used. '
-            f'Rule: {escape(p["rule"])}. The shared UMAP layout took {layout_s:.1f} s.</p>'
+            f'Rule: {escape(p["rule"])}. The UMAP layout{"s" if reps else ""} took {layout_s:.1f} s.</p>'
             f'<div class="panel" style="display:inline-block"><table><tr><th>candidate</th>'
             f'<th class="num">silhouette</th><th class="num">time</th><th></th></tr>{"".join(rows)}</table></div>'
             f'</section>')
