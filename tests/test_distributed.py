@@ -1,0 +1,153 @@
+"""Data-parallel training (torchrun / DistributedDataParallel model) on the CPU with gloo.
+
+Two processes are started with ``torch.multiprocessing`` (and once with ``torchrun`` through the
+CLI); each holds a shard of the rows. What couples the rows must be computed over all of them: the
+DEC and DEPICT targets and Sinkhorn's transport equal the single-process ones, and a deterministic
+method (DEC, IDEC: no random draw in a step) trained on 2 ranks with the same global batch ends with
+the single-process parameters and labels.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from deepclust import distributed
+from deepclust.distributed import Shard
+
+ROOT = Path(__file__).resolve().parents[1]
+WORLD = 2
+
+
+def _spawn(fn, tmp_path: Path, *args) -> None:
+    """Run ``fn(rank, *args)`` on ``WORLD`` gloo ranks (a file store under ``tmp_path``)."""
+    mp.start_processes(_worker, args=(fn, str(tmp_path / "store"), args), nprocs=WORLD, join=True,
+                       start_method="fork")  # fork: no second import of torch (seconds per rank)
+
+
+def _worker(rank: int, fn, store: str, args: tuple) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=WORLD)
+    try:
+        fn(rank, *args)
+    finally:
+        dist.destroy_process_group()
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def test_shard_rows_cover_the_data_once():
+    n = 11
+    parts = [Shard(n, r, 3) for r in range(3)]
+    rows = sorted(i for p in parts for i in range(n)[p.rows])
+    assert rows == list(range(n)) and sum(p.size for p in parts) == n
+    idx = torch.tensor([10, 0, 4, 5, 7, 3])
+    for p in parts:
+        local = p.local(idx)
+        assert torch.equal(p.to_global(local), idx[idx % 3 == p.rank])
+
+
+def test_outside_torchrun_everything_is_whole():
+    assert not distributed.active() and distributed.is_main() and distributed.shard(5).whole
+    t = torch.arange(4.0)
+    assert distributed.all_sum(t) is t and distributed.from_main(lambda: 7) == 7
+    assert distributed.gather_rows(t, Shard(4)) is t
+
+
+# ---------------------------------------------------------------------------------------------- targets
+
+
+def _soft_assignments(n: int = 37, k: int = 5, seed: int = 0, scale: float = 3.0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, k, generator=g, dtype=torch.float64) * scale
+
+
+def _check_targets(rank: int) -> None:
+    from deepclust.targets import dec_target, depict_target, sinkhorn_target
+
+    logits = _soft_assignments()
+    logits[:, 0] -= 40.0  # a cluster nobody likes: with λ = 25 its column of P^λ underflows (log-space path)
+    p = torch.softmax(_soft_assignments(seed=1), 1)
+    part = distributed.shard(len(p))
+    assert part.world == WORLD and part.size in (18, 19)
+    checks = {
+        "dec": (dec_target(p), dec_target(p[part.rows], sharded=True)),
+        "depict": (depict_target(p), depict_target(p[part.rows], sharded=True)),
+        "depict prior": (depict_target(p, [1, 2, 3, 4, 5]), depict_target(p[part.rows], [1, 2, 3, 4, 5], sharded=True)),
+        "sinkhorn": (sinkhorn_target(_soft_assignments(), lam=5.0, tol=1e-9),
+                     sinkhorn_target(_soft_assignments()[part.rows], lam=5.0, tol=1e-9, sharded=True)),
+        "sinkhorn log space": (sinkhorn_target(logits, tol=1e-9, n_iters=300),
+                               sinkhorn_target(logits[part.rows], tol=1e-9, n_iters=300, sharded=True)),
+    }
+    for name, (whole, mine) in checks.items():
+        got = distributed.gather_rows(mine, part)
+        torch.testing.assert_close(got, whole, rtol=1e-12, atol=1e-12, msg=name)
+        assert torch.equal(got.argmax(1), whole.argmax(1)), name
+
+
+def test_targets_computed_over_two_ranks_equal_the_single_process_ones(tmp_path):
+    from deepclust.targets import sinkhorn_target
+
+    logits = _soft_assignments()
+    logits[:, 0] -= 40.0
+    assert torch.exp(25.0 * (torch.log_softmax(logits, 1) - torch.log_softmax(logits, 1).max(1, keepdim=True).values)
+                     ).sum(0)[0] <= 1e-200  # the log-space path is the one exercised
+    assert sinkhorn_target(logits, tol=1e-9, n_iters=300).sum(0)[0] > 1  # and it still balances
+    _spawn(_check_targets, tmp_path)
+
+
+# ---------------------------------------------------------------------------------------------- training
+
+
+def _pendigits(n: int = 480) -> tuple[np.ndarray, np.ndarray]:
+    path = Path(os.environ.get("DEEPCLUST_DATA", ROOT.parent / "shared" / "data")) / "tabular" / "pendigits.csv.gz"
+    if not path.is_file():
+        pytest.skip(f"pendigits not found at {path}")
+    with gzip.open(path, "rt") as fh:
+        rows = [line.rstrip("\n").split(",") for line in fh][1:n + 1]
+    return np.array([r[:16] for r in rows], dtype=np.float32), np.array([int(r[16]) for r in rows])
+
+
+DEC_SMALL = dict(n_clusters=10, hidden_dims=(32, 32, 64), pretrain_epochs=2, batch_size=64, update_interval=6,
+                 max_iter=18, tol=0.0, kmeans_n_init=2, device="cpu", mixed_precision=False)
+
+
+def _fit_dec(rank: int, X: np.ndarray, out: str, method: str) -> None:
+    from deepclust.methods import make_method
+
+    model = make_method(method, random_state=3, **DEC_SMALL)
+    model.fit(X)
+    state = {k: v.clone() for k, v in model.autoencoder_.state_dict().items()}
+    state.update({f"head.{k}": v.clone() for k, v in model.head_.state_dict().items()})
+    torch.save({"state": state, "labels": model.labels_, "history": model.history_}, f"{out}/rank{rank}.pt")
+
+
+@pytest.mark.parametrize("method", ["dec", "idec"])
+def test_two_ranks_train_dec_to_the_single_process_parameters(tmp_path, method, one_thread):
+    X, _ = _pendigits()
+    _fit_dec(0, X, str(tmp_path), method)  # one process (no group)
+    single = torch.load(tmp_path / "rank0.pt", weights_only=False)
+    (tmp_path / "rank0.pt").unlink()
+    _spawn(_fit_dec, tmp_path, X, str(tmp_path), method)
+    ranks = [torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    for r in ranks:  # every rank holds the whole model and every label, in the global order
+        assert r["labels"].shape == (len(X),)
+        np.testing.assert_array_equal(r["labels"], single["labels"])
+        for key, value in single["state"].items():
+            torch.testing.assert_close(r["state"][key], value, rtol=1e-4, atol=1e-5, msg=key)
+    # the recorded losses are the global batch means
+    losses = [[e["loss"] for e in h["cluster"]] for h in (single["history"], ranks[0]["history"])]
+    np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
+    assert len(single["history"]["cluster"]) == 3
