@@ -12,7 +12,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -151,3 +150,43 @@ def test_two_ranks_train_dec_to_the_single_process_parameters(tmp_path, method, 
     losses = [[e["loss"] for e in h["cluster"]] for h in (single["history"], ranks[0]["history"])]
     np.testing.assert_allclose(losses[1], losses[0], rtol=1e-4)
     assert len(single["history"]["cluster"]) == 3
+
+
+# ---------------------------------------------------------------------------------------------- the CLI
+
+
+def _cli_args(tmp_path: Path, out: str) -> list[str]:
+    X, y = _pendigits(600)
+    data = tmp_path / "pen600.csv"
+    if not data.exists():
+        data.write_text("\n".join([",".join([f"f{i}" for i in range(16)] + ["label"])]
+                                  + [",".join([*map(str, map(int, x)), str(c)]) for x, c in zip(X, y)]) + "\n")
+    params = [f"--param={k}={json.dumps(v)}" for k, v in DEC_SMALL.items() if k not in ("n_clusters", "device", "tol")]
+    return ["--quiet", "cluster", str(data), "--method", "dec", "--label-column", "label", "--device", "cpu",
+            "--seed", "1", "--threads", "1", "--out", str(tmp_path / out), *params]
+
+
+def _assignments(folder: Path) -> np.ndarray:
+    return np.loadtxt(folder / "assignments.csv", delimiter=",", skiprows=1)
+
+
+def test_torchrun_two_processes_cluster_like_one_and_only_rank_0_writes(tmp_path, monkeypatch, one_thread):
+    from deepclust.cli import main
+
+    # a cached autoencoder would change DEC's random draws: each run gets an empty cache
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1",
+           "DEEPCLUST_CACHE": str(tmp_path / "cache-two")}
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "-m", "deepclust",
+                          *_cli_args(tmp_path, "two")], env=env, cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert two.returncode == 0, two.stderr[-2000:]
+    assert two.stdout.count("results written to") == 1  # rank 0 alone reports
+    monkeypatch.setenv("DEEPCLUST_CACHE", str(tmp_path / "cache-one"))
+    assert main(_cli_args(tmp_path, "one")) == 0  # one process, no torchrun
+    written = sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith("cache-"))
+    assert written == ["one", "pen600.csv", "two"]  # nothing from rank 1
+    metrics = json.loads((tmp_path / "two" / "metrics.json").read_text())
+    assert metrics["processes"] == 2 and "processes" not in json.loads((tmp_path / "one" / "metrics.json").read_text())
+    a, b = _assignments(tmp_path / "one"), _assignments(tmp_path / "two")
+    np.testing.assert_array_equal(b[:, 1], a[:, 1])  # the same clusters
+    np.testing.assert_allclose(b[:, 2], a[:, 2], atol=1e-4)  # confidences up to float rounding
