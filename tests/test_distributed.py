@@ -232,3 +232,27 @@ def test_torchrun_two_processes_cluster_like_one_and_only_rank_0_writes(tmp_path
     a, b = _assignments(tmp_path / "one"), _assignments(tmp_path / "two")
     np.testing.assert_array_equal(b[:, 1], a[:, 1])  # the same clusters
     np.testing.assert_allclose(b[:, 2], a[:, 2], atol=1e-4)  # confidences up to float rounding
+
+
+def _refuses_whole_methods(rank: int, path: str) -> None:
+    from deepclust.errors import DeepclustError
+    from deepclust.pipeline import run_clustering
+
+    with pytest.raises(DeepclustError, match="kmeans does not train data-parallel.*run it without torchrun"):
+        run_clustering(path, "kmeans", 3)
+
+
+def test_under_torchrun_methods_that_are_not_data_parallel_are_refused(tmp_path):
+    X, _ = _pendigits(60)
+    np.save(tmp_path / "x.npy", X)
+    _spawn(_refuses_whole_methods, tmp_path, str(tmp_path / "x.npy"))
+
+
+def test_under_torchrun_only_cluster_runs(monkeypatch, capsys):
+    from deepclust.cli import main
+
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["methods"]) == 2
+    assert capsys.readouterr().err.strip() == ("deepclust: error: only `deepclust cluster` runs under torchrun, "
+                                               "not `deepclust methods`")

@@ -132,13 +132,11 @@ def all_max(t: torch.Tensor) -> torch.Tensor:
 
 
 def global_mean(count: torch.Tensor | float, n: int) -> float:
-    """The share of a data set of ``n`` rows that ``count`` (this rank's count) adds up to over the ranks."""
-    total = all_sum(torch.as_tensor(count, dtype=torch.float64, device=_device_of(count)))
-    return float(total) / max(int(n), 1)
-
-
-def _device_of(t: Any) -> torch.device:
-    return t.device if isinstance(t, torch.Tensor) else torch.device("cpu")
+    """``count`` (this rank's count) summed over the ranks, as a share of the ``n`` rows of the data set."""
+    if active():
+        count = all_sum(torch.as_tensor(count, device=count.device if isinstance(count, torch.Tensor) else "cpu")
+                        .double())
+    return float(count) / max(int(n), 1)
 
 
 def gather_rows(local: torch.Tensor, part: Shard) -> torch.Tensor:
@@ -165,12 +163,12 @@ def broadcast_object(obj: T) -> T:
     return box[0]
 
 
-def from_main(fn: Callable[[], T]) -> T:
-    """Run ``fn`` on rank 0 only and return its result on every rank (k-means or AC-PIC starts,
+def from_main(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` run on rank 0 only, its result returned on every rank (k-means or AC-PIC starts,
     nearest-neighbour tables: computed once, on the whole data, then shared)."""
     if not active():
-        return fn()
-    result = fn() if is_main() else None
+        return fn(*args)
+    result = fn(*args) if is_main() else None
     return broadcast_object(result)
 
 

@@ -78,7 +78,7 @@ def sinkhorn_target(scores: torch.Tensor, prior: Sequence[float] | torch.Tensor 
     if scores.dim() != 2:
         raise ValueError(f"scores must be (n_samples, n_clusters), got shape {tuple(scores.shape)}")
     rows, k = scores.shape
-    n = int(_over_ranks(torch.tensor(float(rows), dtype=torch.float64, device=scores.device), sharded))
+    n = int(all_sum(torch.tensor(float(rows), dtype=torch.float64, device=scores.device))) if sharded else rows
 
     s = scores.double()
     log_p = torch.log_softmax(s, dim=1) if from_logits else torch.log(s.clamp_min(1e-300))

@@ -140,12 +140,12 @@ class DEC(AutoencoderClusterer):
         part = self._shard
         Z = distributed.gather_rows(self._embed_scaled(Xt), part)
 
-        def kmeans() -> tuple[np.ndarray, np.ndarray]:
+        def kmeans(Z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
             km = inner_kmeans(Z.cpu().numpy(), self.n_clusters, n_init=int(self.kmeans_n_init), device=dev,
                               random_state=seed)
             return km.cluster_centers_, km.labels_
 
-        centers, start_labels = distributed.from_main(kmeans)
+        centers, start_labels = distributed.from_main(kmeans, Z)
         del Z
         self.head_ = head = StudentTHead(torch.from_numpy(centers), alpha=float(self.alpha)).to(dev)
         self.timings_["kmeans"] = time.perf_counter() - t0

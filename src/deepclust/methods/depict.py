@@ -295,7 +295,7 @@ class DEPICT(BaseClusterer):
         t0 = time.perf_counter()
         Z = distributed.gather_rows(batched(ae.encode, Xt, mixed_precision=self.mixed_precision).float(), part)
         self.init_used_ = "pic" if self.init == "auto" else self.init
-        centers, start_labels = distributed.from_main(lambda: self._initial_partition(Z.cpu().numpy(), seed, dev))
+        centers, start_labels = distributed.from_main(self._initial_partition, Z, seed, dev)
         del Z
         head.init_from_centroids(torch.from_numpy(centers))
         timings["init"] = time.perf_counter() - t0
@@ -348,8 +348,9 @@ class DEPICT(BaseClusterer):
             warn_not_converged("DEPICT", f"{plan['cluster_epochs']} clustering epochs", state["changed"],
                                float(self.tol), "cluster_epochs")
 
-    def _initial_partition(self, Z: np.ndarray, seed: int, dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
+    def _initial_partition(self, Z: torch.Tensor, seed: int, dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
         """(centroids, labels) of the initial partition of the embedding ``Z`` (``init_used_``)."""
+        Z = Z.cpu().numpy()
         n = len(Z)
         if self.init_used_ == "pic":
             # AC-PIC's cost grows faster than n: above PIC_MAX_SAMPLES it clusters a random subsample,

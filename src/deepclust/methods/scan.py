@@ -266,8 +266,7 @@ class SCAN(SelfLabelClusterer):
 
         # 2. neighbours in the pretext embedding
         t0 = time.perf_counter()
-        nbrs = distributed.from_main(lambda: cosine_knn(features, int(self.n_neighbors),
-                                                        backend=self.knn_backend).cpu()).to(dev)
+        nbrs = distributed.from_main(self._neighbors, features).to(dev)
         timings["knn"] = time.perf_counter() - t0
         del features
 
@@ -414,6 +413,10 @@ class SCAN(SelfLabelClusterer):
         mark_interrupted(self, scan_hist.interrupted or getattr(sl_hist, "interrupted", False))
         if self.verbose:
             print(f"SCAN: head losses {np.round(losses, 4).tolist()}, kept head {self.best_head_}")
+
+    def _neighbors(self, features: torch.Tensor) -> torch.Tensor:
+        """The ``n_neighbors`` nearest neighbours (cosine) of every row, on the CPU."""
+        return cosine_knn(features, int(self.n_neighbors), backend=self.knn_backend).cpu()
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
         x = self._inputs(X, self._net_device())
