@@ -11,8 +11,8 @@ seconds (process start included), the load average before and after.
         --out benchmarks/results/ddp-cpu.jsonl
     python benchmarks/ddp_bench.py --table benchmarks/results/ddp-cpu.jsonl
 
-Default: DEC on USPS (9,298 images, DEC's set) with a shortened schedule (``PARAMS``: 8 pretraining
-epochs, at most 700 clustering iterations; the budget schedule's 1,110 + 3,000 steps would take
+Default: DEC on USPS (9,298 images, DEC's set) with a shortened schedule (``PARAMS``: 4 pretraining
+epochs, at most 280 clustering iterations; the budget schedule's 1,110 + 3,000 steps would take
 this shared machine over an hour for ten runs), seeds 0-4.
 """
 
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-PARAMS = {"dec": {"pretrain_epochs": 8, "max_iter": 700}}
+PARAMS = {"dec": {"pretrain_epochs": 4, "max_iter": 280}}
 
 
 def run(method: str, dataset: str, seed: int, processes: int, params: dict[str, Any]) -> dict[str, Any]:

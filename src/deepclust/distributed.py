@@ -158,9 +158,18 @@ def broadcast_object(obj: T) -> T:
     """Rank 0's ``obj`` on every rank (pickled; for small results: labels, centres, flags)."""
     if not active():
         return obj
-    box = [obj if is_main() else None]
-    dist.broadcast_object_list(box, src=0, device=torch.device("cpu"))  # through gloo
+    return _broadcast_object(obj, 0)
+
+
+def _broadcast_object(obj: T, src: int) -> T:
+    box = [obj if rank() == src else None]
+    dist.broadcast_object_list(box, src=src, device=_small_device())
     return box[0]
+
+
+def _small_device() -> torch.device:
+    """Where small messages (flags, pickled objects) go: the CPU (gloo), or the GPU in an NCCL-only group."""
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
 def from_main(fn: Callable[..., T], *args: Any) -> T:
@@ -233,7 +242,7 @@ def agree(flag: bool) -> bool:
     """Rank 0's ``flag`` on every rank: decisions that end a loop must be the same everywhere."""
     if not active():
         return bool(flag)
-    t = torch.tensor([1.0 if flag else 0.0])
+    t = torch.tensor([1.0 if flag else 0.0], device=_small_device())
     dist.broadcast(t, src=0)
     return bool(t.item())
 
@@ -243,9 +252,7 @@ def all_keys(keys: Iterable[str]) -> list[str]:
     keys = list(keys)
     if not active():
         return sorted(keys)
-    lists: list[Any] = [None] * world_size()
-    dist.all_gather_object(lists, keys)
-    return sorted({k for ks in lists for k in ks})
+    return sorted({k for r in range(world_size()) for k in _broadcast_object(keys, r)})
 
 
 __all__ = ["Shard", "active", "agree", "all_keys", "all_max", "all_sum", "average_buffers", "broadcast_object",
