@@ -129,7 +129,7 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
     if kind == "semisup":
         return latest(records, lambda r: (r["dataset"], r["encoder"], r["seed"], r["label_fraction"], r["method"]))
     if kind == "ddp":
-        return latest(records, lambda r: (r["method"], r["dataset"], r["processes"], r["seed"]))
+        return latest(records, lambda r: (r["method"], r["dataset"], r["processes"], r["threads_per_process"], r["seed"]))
     if kind == "mcr2":
         return latest(records, lambda r: (r["dataset"], r.get("label", r["method"]), r["seed"]))
     return latest(records, _bench_key)
