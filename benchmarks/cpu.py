@@ -90,6 +90,7 @@ STEPS = [
          ("sentence_transformers", "umap")),
     Step("semisup", False, ("benchmarks/semisup_bench.py", "--out", f"{RESULTS}/semisup.jsonl"),
          ("sentence_transformers",)),
+    Step("ddp-cpu", False, ("benchmarks/ddp_bench.py", "--out", f"{RESULTS}/ddp-cpu.jsonl"), ("dataset:usps",)),
 ]
 
 

@@ -13,7 +13,7 @@ source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± st
 (benchmarks/clustpy_side_by_side.py), ``select-k`` (benchmarks/select_k_bench.py), ``k-anchors``
 (its ``--anchors`` records beside select_k's v2 records of seed 0), ``semisup``
 (benchmarks/semisup_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py), ``depict-init``
-(benchmarks/depict_init_bench.py) and the GPU
+(benchmarks/depict_init_bench.py), ``ddp`` (benchmarks/ddp_bench.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
 every ``gpu-*.jsonl`` (benchmarks/gpu/collect.py writes them) and say what still awaits the call.
 Below each table a line says whether the machine was idle, from the load average in the records.
@@ -128,6 +128,8 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
         return latest(records, lambda r: (r["set"], r["seed"]))
     if kind == "semisup":
         return latest(records, lambda r: (r["dataset"], r["encoder"], r["seed"], r["label_fraction"], r["method"]))
+    if kind == "ddp":
+        return latest(records, lambda r: (r["method"], r["dataset"], r["processes"], r["threads_per_process"], r["seed"]))
     if kind == "mcr2":
         return latest(records, lambda r: (r["dataset"], r.get("label", r["method"]), r["seed"]))
     return latest(records, _bench_key)
@@ -265,6 +267,12 @@ def table_semisup(records: Records) -> str:
     return table_of(records)
 
 
+def table_ddp(records: Records) -> str:
+    from ddp_bench import table_of
+
+    return table_of(records)
+
+
 def _gpu(records: Records, steps: Callable[[str], bool]) -> Records:
     return [r for r in records if steps(r.get("step", "")) and "status" not in r]
 
@@ -346,7 +354,7 @@ def table_gpu_status(records: Records) -> str:
 KINDS: dict[str, Callable[..., str]] = {
     "bench": table_bench, "kmeans": table_kmeans, "clustpy": table_clustpy, "select-k": table_select_k, "select-k-v2": table_select_k_v2,
     "run-choice": table_run_choice, "semisup": table_semisup, "mcr2": table_mcr2,
-    "depict-init": table_depict_init, "k-anchors": table_k_anchors,
+    "depict-init": table_depict_init, "k-anchors": table_k_anchors, "ddp": table_ddp,
     "gpu-depict": table_gpu_depict, "gpu-kmeans": table_gpu_kmeans, "gpu-clustpy": table_gpu_clustpy,
     "gpu-other": table_gpu_other, "gpu-status": table_gpu_status,
 }

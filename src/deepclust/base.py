@@ -75,6 +75,9 @@ class BaseClusterer(ClusterMixin, BaseEstimator):
     #: torch modules (attribute names) whose weights are saved with the model; loading rebuilds
     #: them with :meth:`_build_networks` and then loads the weights
     _networks: ClassVar[tuple[str, ...]] = ()
+    #: True for deep methods that train data-parallel under torchrun, each rank on a shard
+    #: (:mod:`deepclust.distributed`); the others refuse to run there
+    _data_parallel: ClassVar[bool] = False
 
     # ------------------------------------------------------------------ public API
     def fit(self, X: ArrayLike, y: Any = None) -> "BaseClusterer":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import signal
 import sys
 import threading
@@ -101,20 +102,32 @@ def _seeds(text: str) -> list[int]:
 
 
 def cmd_cluster(args: argparse.Namespace) -> int:
-    from deepclust.output import reserve_out_dir
+    from deepclust import distributed
+    from deepclust.output import check_out_dir, reserve_out_dir
     from deepclust.pipeline import run_clustering, write_outputs
     from deepclust.runtime import set_threads
 
     set_threads(args.threads)
     read_kwargs = {k: v for k, v in (("label_column", args.label_column), ("text_column", args.text_column)) if v}
     inputs = (args.input, args.data_dir)
-    with reserve_out_dir(args.out, args.overwrite, inputs) as out:  # checked and locked before any work
-        result = run_clustering(args.input, args.method, args.n_clusters, seed=args.seed, device=args.device,
-                                encoder=args.encoder, params=_parse_params(args.param), data_dir=args.data_dir,
-                                read_kwargs=read_kwargs, encoder_params=_parse_params(args.encoder_param),
-                                cache=not args.no_cache, noise=args.noise, labels_file=args.labels,
-                                labels_column=args.labels_column, constraints_file=args.constraints)
-        out = write_outputs(result, out, overwrite=args.overwrite, inputs=inputs)
+
+    def fit():
+        return run_clustering(args.input, args.method, args.n_clusters, seed=args.seed, device=args.device,
+                              encoder=args.encoder, params=_parse_params(args.param), data_dir=args.data_dir,
+                              read_kwargs=read_kwargs, encoder_params=_parse_params(args.encoder_param),
+                              cache=not args.no_cache, noise=args.noise, labels_file=args.labels,
+                              labels_column=args.labels_column, constraints_file=args.constraints)
+
+    with distributed.launched():  # torchrun: one process group; rank 0 alone locks, writes and prints
+        if not distributed.is_main():
+            check_out_dir(args.out, args.overwrite, inputs)  # a bad --out stops every rank alike
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fit()
+            return 0
+        with reserve_out_dir(args.out, args.overwrite, inputs) as out:  # checked and locked before any work
+            result = fit()
+            out = write_outputs(result, out, overwrite=args.overwrite, inputs=inputs)
     summary = result.summary()
     if args.json:
         print(json.dumps({**summary, "out": str(out)}, indent=2))
@@ -378,9 +391,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a one-line usage error (exit 2)
         return int(exc.code or 0)
+    from deepclust.distributed import launched_by_torchrun
     from deepclust.progress import set_quiet
 
-    set_quiet(args.quiet)
+    if launched_by_torchrun() and args.command != "cluster":
+        print(f"deepclust: error: only `deepclust cluster` runs under torchrun, not `deepclust {args.command}`",
+              file=sys.stderr)
+        return 2
+    set_quiet(args.quiet or int(os.environ.get("RANK", "0")) > 0)  # torchrun: rank 0's progress only
     try:
         with _sigterm_as_interrupt(), warnings.catch_warnings():
             warnings.showwarning = _show_warning

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepclust import metrics
+from deepclust import distributed, metrics
 from deepclust.base import BaseClusterer
 from deepclust.data import Dataset, load_input
 from deepclust.device import resolve_device
@@ -112,8 +112,11 @@ def run_clustering(
     labels_column: str | None = None,
     constraints_file: str | Path | None = None,
     supervision: Supervision | None = None,
-) -> ClusteringResult:
+) -> ClusteringResult | None:
     """Fit ``method`` on ``dataset`` (a Dataset, a built-in name or a path) and score it.
+
+    Under torchrun (:mod:`deepclust.distributed`) every rank loads the data and fits its shard of a
+    data-parallel method; rank 0 then scores and returns the result, the other ranks return None.
 
     ``features``: the (array, encoder info) that :func:`deepclust.encoders.encode_with_info`
     already returned for this dataset and encoder, so that they are not computed twice.
@@ -129,6 +132,12 @@ def run_clustering(
     info = get_method_info(method)  # unknown method: fail before loading anything
     check_seed(seed)
     finds_k = not info.load_class()._requires_n_clusters
+    if distributed.active() and not info.load_class()._data_parallel:
+        from deepclust.methods import METHODS
+
+        parallel = ", ".join(sorted(n for n, m in METHODS.items() if m.load_class()._data_parallel))
+        raise DeepclustError(f"{info.name} does not train data-parallel, so torchrun would run it whole on every "
+                             f"process: run it without torchrun (data-parallel methods: {parallel})")
     if labels_file or labels_column or constraints_file:  # refused before any data are read
         given = [k for k, f in zip(KINDS, (labels_file or labels_column, constraints_file)) if f]
         refuse_supervision(info.name, given, takes_supervision(info.load_class()))
@@ -174,6 +183,8 @@ def run_clustering(
     t0 = time.perf_counter()
     model.fit(X, **(supervision.fit_kwargs() if supervision is not None else {}))
     seconds["fit"] = time.perf_counter() - t0
+    if not distributed.is_main():  # torchrun: this rank fitted its shard; rank 0 scores and writes
+        return None
     for phase, sec in (getattr(model, "timings_", None) or {}).items():
         seconds[f"fit.{phase}"] = float(sec)
 
@@ -212,7 +223,8 @@ def run_clustering(
         confidence=np.asarray(confidence, dtype=np.float32), scores={k_: float(v) for k_, v in scores.items()},
         seconds={k_: round(v, 4) for k_, v in seconds.items()}, device=str(dev),
         device_name=describe_device(dev), encoder=enc_info["name"], peak_memory_mb=peak_memory_mb(dev),
-        encoder_info=enc_info, extra={"features": X, "merge_tree": tree}, warnings=notes, threads=thread_info(),
+        encoder_info=enc_info, extra={"features": X, "merge_tree": tree}, warnings=notes, 
+        threads={**thread_info(), **({"processes": distributed.world_size()} if distributed.active() else {})},
         noise=noise_info, scores_assigned=scores_assigned,
         supervision=None if supervision is None else {**supervision.describe(), "n_scored": int(scored.sum())},
     )

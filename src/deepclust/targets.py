@@ -3,6 +3,11 @@
 All are pure functions of P; rows of the result sum to 1, except the partial-transport targets
 (:func:`p2ot_target`, :func:`sp2ot_target`), whose row sums are the mass each sample carries (its
 weight in the loss).
+
+Under torchrun each rank holds a shard of the rows of P (:mod:`deepclust.distributed`). With
+``sharded=True`` the DEC and DEPICT targets and Sinkhorn's transport compute what couples the rows —
+the cluster frequencies ``Σ_i p_ik``, Sinkhorn's column sums in every iteration and its sample
+count — over all ranks (all-reduce), and return this rank's rows of the target of the whole P.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from typing import Sequence
 
 import torch
 
+from deepclust.distributed import all_max, all_sum
+
 
 def _prior(prior: Sequence[float] | torch.Tensor | None, k: int, like: torch.Tensor) -> torch.Tensor:
     if prior is None:
@@ -20,7 +27,13 @@ def _prior(prior: Sequence[float] | torch.Tensor | None, k: int, like: torch.Ten
     return u / u.sum()
 
 
-def depict_target(p: torch.Tensor, prior: Sequence[float] | torch.Tensor | None = None) -> torch.Tensor:
+def _over_ranks(t: torch.Tensor, sharded: bool) -> torch.Tensor:
+    """``t`` (a sum over this rank's rows) summed over every rank's rows when ``sharded``."""
+    return all_sum(t) if sharded else t
+
+
+def depict_target(p: torch.Tensor, prior: Sequence[float] | torch.Tensor | None = None, *,
+                  sharded: bool = False) -> torch.Tensor:
     """DEPICT's target as published (Ghasedi Dizaji et al., ICCV 2017, eq. 8):
     ``q_ik ∝ p_ik · sqrt(u_k / Σ_i p_ik)``.
 
@@ -29,21 +42,21 @@ def depict_target(p: torch.Tensor, prior: Sequence[float] | torch.Tensor | None 
     With the uniform prior (default) it is ``p_ik / sqrt(Σ_i p_ik)``, the paper's equation.
     """
     u = _prior(prior, p.shape[1], p)
-    q = p * torch.sqrt(u / p.sum(0).clamp_min(1e-12))
+    q = p * torch.sqrt(u / _over_ranks(p.sum(0), sharded).clamp_min(1e-12))
     return q / q.sum(1, keepdim=True)
 
 
-def dec_target(p: torch.Tensor) -> torch.Tensor:
+def dec_target(p: torch.Tensor, *, sharded: bool = False) -> torch.Tensor:
     """DEC's sharpened target ``q_ik ∝ p_ik² / Σ_i p_ik`` (Xie et al., ICML 2016, eq. 3); also what the
     released DEPICT code uses in place of the paper's formula."""
-    q = p.pow(2) / p.sum(0).clamp_min(1e-12)
+    q = p.pow(2) / _over_ranks(p.sum(0), sharded).clamp_min(1e-12)
     return q / q.sum(1, keepdim=True)
 
 
 @torch.no_grad()
 def sinkhorn_target(scores: torch.Tensor, prior: Sequence[float] | torch.Tensor | None = None, *,
                     n_iters: int = 1000, lam: float = 25.0, tol: float = 1e-3,
-                    from_logits: bool = True) -> torch.Tensor:
+                    from_logits: bool = True, sharded: bool = False) -> torch.Tensor:
     """Equal-size (or ``prior``-size) soft assignment by optimal transport, solved with Sinkhorn-Knopp.
 
     SeLa (Asano, Rupprecht & Vedaldi, ICLR 2020, eq. 5-7): find Q (n × k) with rows summing to 1/n
@@ -58,38 +71,52 @@ def sinkhorn_target(scores: torch.Tensor, prior: Sequence[float] | torch.Tensor 
     target, or after ``n_iters`` iterations. Returns Q rescaled so that every row sums to 1 (a soft
     assignment per sample); its column sums are then ``n · prior``. SeLa's pseudo-labels are
     ``Q.argmax(1)``.
+
+    ``sharded``: ``scores`` are this rank's rows; the column sums (and n) are all-reduced in every
+    iteration, so the returned rows are those of the single-process Q of all ranks' rows.
     """
     if scores.dim() != 2:
         raise ValueError(f"scores must be (n_samples, n_clusters), got shape {tuple(scores.shape)}")
-    n, k = scores.shape
+    rows, k = scores.shape
+    n = int(all_sum(torch.tensor(float(rows), dtype=torch.float64, device=scores.device))) if sharded else rows
+
     s = scores.double()
     log_p = torch.log_softmax(s, dim=1) if from_logits else torch.log(s.clamp_min(1e-300))
     log_k = float(lam) * (log_p - log_p.max(1, keepdim=True).values)  # every row's largest entry is 0
     r = _prior(prior, k, s)  # column targets (sum 1)
     kernel = torch.exp(log_k)
-    if bool((kernel.sum(0) > 1e-200).all()):
+    if bool((_over_ranks(kernel.sum(0), sharded) > 1e-200).all()):
         # scaling form (two mat-vecs per iteration); safe because no column of P^λ underflowed
-        a = torch.full((n,), 1.0 / n, dtype=s.dtype, device=s.device)
+        a = torch.full((rows,), 1.0 / n, dtype=s.dtype, device=s.device)
         for it in range(int(n_iters)):
-            b = r / (kernel.T @ a)
+            b = r / _over_ranks(kernel.T @ a, sharded)
             a = (1.0 / n) / (kernel @ b)
             if it % 10 == 9 or it == int(n_iters) - 1:  # rows are exact after the row step; check columns
-                if float(((kernel.T @ a) * b / r - 1).abs().max()) < tol:
+                if float((_over_ranks(kernel.T @ a, sharded) * b / r - 1).abs().max()) < tol:
                     break
         q = kernel * (a[:, None] * b[None, :] * n)
     else:
         # log space: λ log P + row and column potentials, logsumexp updates
         log_r = torch.log(r)
-        a = torch.full((n,), -math.log(n), dtype=s.dtype, device=s.device)
+        a = torch.full((rows,), -math.log(n), dtype=s.dtype, device=s.device)
         for it in range(int(n_iters)):
-            b = log_r - torch.logsumexp(log_k + a[:, None], dim=0)
+            b = log_r - _logsumexp_rows(log_k + a[:, None], sharded)
             a = -math.log(n) - torch.logsumexp(log_k + b[None, :], dim=1)
             if it % 10 == 9 or it == int(n_iters) - 1:
-                col = torch.logsumexp(log_k + a[:, None] + b[None, :], dim=0)
+                col = _logsumexp_rows(log_k + a[:, None] + b[None, :], sharded)
                 if float((col - log_r).abs().max()) < math.log1p(tol):
                     break
         q = torch.exp(log_k + a[:, None] + b[None, :] + math.log(n))
     return q.to(scores.dtype if scores.is_floating_point() else torch.float32)
+
+
+def _logsumexp_rows(t: torch.Tensor, sharded: bool) -> torch.Tensor:
+    """``logsumexp`` over the rows (dim 0), over every rank's rows when ``sharded``: shifted by the
+    global column maxima, the exponentials summed by an all-reduce."""
+    if not sharded:
+        return torch.logsumexp(t, dim=0)
+    top = all_max(t.max(0).values)
+    return torch.log(all_sum(torch.exp(t - top).sum(0))) + top
 
 
 def split_empty_clusters(features: torch.Tensor, labels: torch.Tensor, centers: torch.Tensor, *,

@@ -16,6 +16,13 @@ never written.
 
 On the CPU, denormal floats are flushed to zero while training: small activations and Adam
 moments otherwise fall into the denormal range and make convolutions several times slower.
+
+Data-parallel under torchrun (:mod:`deepclust.distributed`): given a :class:`~deepclust.distributed.Shard`
+instead of a sample count, every rank walks rank 0's permutation of all ``n`` samples in the same
+global mini-batches, ``loss_fn`` gets the local indices of the batch's rows that the rank holds,
+gradients are averaged over the ranks (weighted by rows) before each step, the recorded losses are
+the global batch means, and rank 0's stopping decision holds for all. A step is then the step one
+process takes on the whole batch, for any loss that is a mean over the batch's samples.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from typing import Any
 import torch
 from sklearn.exceptions import ConvergenceWarning
 
+from deepclust import distributed
+from deepclust.distributed import Shard
 from deepclust.progress import progress
 
 LossFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
@@ -82,24 +91,30 @@ def flush_denormal(device: torch.device) -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
-def train_epochs(params: Iterable[torch.nn.Parameter] | torch.optim.Optimizer, loss_fn: LossFn, n_samples: int, *,
-                 epochs: int, batch_size: int, device: torch.device, generator: torch.Generator,
-                 lr: float = 1e-3, desc: str = "training", mixed_precision: bool | str = True,
-                 steps_per_epoch: int | None = None,
+def train_epochs(params: Iterable[torch.nn.Parameter] | torch.optim.Optimizer, loss_fn: LossFn,
+                 n_samples: int | Shard, *, epochs: int, batch_size: int, device: torch.device,
+                 generator: torch.Generator, lr: float = 1e-3, desc: str = "training",
+                 mixed_precision: bool | str = True, steps_per_epoch: int | None = None,
                  before_epoch: Callable[[int], None] | None = None,
                  after_epoch: Callable[[int, dict[str, float]], bool | None] | None = None) -> History:
     """Run up to ``epochs`` epochs of Adam (or the given optimizer) on ``loss_fn``; return the history.
 
     An epoch is one pass over a random permutation of the samples, or, with ``steps_per_epoch``,
     that many mini-batches drawn from a stream of permutations (for methods whose hooks run every
-    T iterations, such as DEC's target refresh).
+    T iterations, such as DEC's target refresh). ``n_samples``: the number of samples, or this
+    rank's :class:`~deepclust.distributed.Shard` of them (data-parallel; see the module notes).
     """
     optimizer = params if isinstance(params, torch.optim.Optimizer) else torch.optim.Adam(params, lr=lr)
+    part = n_samples if isinstance(n_samples, Shard) else Shard(int(n_samples))
+    parallel = not part.whole and distributed.active()
+    weights = [p for group in optimizer.param_groups for p in group["params"]]
+    if parallel:
+        distributed.broadcast_tensors(weights)  # every rank starts from rank 0's network
     fp16 = mixed_precision == "fp16" and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda") if fp16 else None
     history = History()
-    n_batches = int(steps_per_epoch) if steps_per_epoch else max(1, -(-n_samples // batch_size))
-    batches = _index_batches(n_samples, batch_size, generator, device)
+    n_batches = int(steps_per_epoch) if steps_per_epoch else max(1, -(-part.n // batch_size))
+    batches = _index_batches(part.n, batch_size, generator, device, shared=parallel)
     with progress(total=epochs * n_batches, desc=desc, unit="batch") as bar, flush_denormal(device):
         try:
             for epoch in range(epochs):
@@ -108,24 +123,37 @@ def train_epochs(params: Iterable[torch.nn.Parameter] | torch.optim.Optimizer, l
                 sums: dict[str, torch.Tensor] = {}
                 for _ in range(n_batches):
                     idx = next(batches)
-                    with autocast(device, mixed_precision):
-                        losses = loss_fn(idx)
+                    local = part.local(idx) if parallel else idx
                     optimizer.zero_grad(set_to_none=True)
+                    losses: dict[str, torch.Tensor] = {}
+                    if local.numel():
+                        with autocast(device, mixed_precision):
+                            losses = loss_fn(local)
+                        (scaler.scale(losses["loss"]) if scaler is not None else losses["loss"]).backward()
+                    share = 1.0
+                    if parallel:
+                        distributed.sync_gradients(weights, local.numel())
+                        share = local.numel() / idx.numel()  # this rank's part of the batch mean
                     if scaler is not None:
-                        scaler.scale(losses["loss"]).backward()
                         scaler.step(optimizer)
                         scaler.update()
                     else:
-                        losses["loss"].backward()
                         optimizer.step()
                     for key, value in losses.items():
-                        sums[key] = sums.get(key, 0.0) + value.detach().float()
+                        sums[key] = sums.get(key, 0.0) + value.detach().float() * share
                     bar.update(1)
+                if parallel:
+                    keys = distributed.all_keys(sums)
+                    totals = distributed.all_sum(torch.stack([torch.as_tensor(sums.get(k, 0.0), device=device)
+                                                              .float() for k in keys]))
+                    sums = dict(zip(keys, totals))
                 record: dict[str, Any] = {key: float(value) / n_batches for key, value in sums.items()}  # one sync
                 record["epoch"] = epoch + 1
                 history.append(record)
-                bar.set_postfix(loss=f"{record['loss']:.4f}")
-                if after_epoch is not None and after_epoch(epoch, record):
+                if "loss" in record:
+                    bar.set_postfix(loss=f"{record['loss']:.4f}")
+                stop = after_epoch is not None and after_epoch(epoch, record)
+                if distributed.agree(bool(stop)) if parallel else stop:
                     break
         except KeyboardInterrupt:
             if _INTERRUPTS_ABORT.get():
@@ -144,11 +172,13 @@ def epochs_for_steps(steps: int, n_samples: int, batch_size: int) -> int:
 
 
 def _index_batches(n_samples: int, batch_size: int, generator: torch.Generator,
-                   device: torch.device) -> Iterator[torch.Tensor]:
+                   device: torch.device, shared: bool = False) -> Iterator[torch.Tensor]:
     """Endless mini-batches of indices: each permutation of the samples cut into batches (the last
-    one of a permutation may be smaller)."""
+    one of a permutation may be smaller). ``shared``: every rank uses rank 0's permutations."""
     while True:
         perm = torch.randperm(n_samples, generator=generator, device=generator.device).to(device)
+        if shared:
+            distributed.broadcast_tensors([perm])
         for start in range(0, n_samples, batch_size):
             yield perm[start:start + batch_size]
 

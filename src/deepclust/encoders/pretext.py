@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepclust import distributed
 from deepclust.augment import standard_view
 from deepclust.encoders.base import Encoder, missing_extra
 from deepclust.errors import DeepclustError
@@ -129,20 +130,24 @@ class SimCLR:
         head = nn.Sequential(nn.Linear(d, d), nn.ReLU(inplace=True), nn.Linear(d, int(self.proj_dim))).to(dev)
         net.train()
         head.train()
+        # torchrun: each rank takes the steps' images from its own rows (negatives: its part of the batch)
+        part = distributed.shard(n)
+        mine = x[part.rows]
 
         def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
             if idx.numel() < 2:  # a last batch of one has no negatives: pair it with another image
-                idx = torch.cat([idx, (idx + 1) % n])
-            xb = x[idx]
+                idx = torch.cat([idx, (idx + 1) % len(mine)])
+            xb = mine[idx]
             v1 = standard_view(xb, gen, flip=self.flip)
             v2 = standard_view(xb, gen, flip=self.flip)
             z = head(net(torch.cat([v1, v2])))
             return {"loss": nt_xent(z[:idx.numel()], z[idx.numel():], self.temperature)}
 
-        self.history_ = train_epochs(list(net.parameters()) + list(head.parameters()), loss_fn, n,
+        self.history_ = train_epochs(list(net.parameters()) + list(head.parameters()), loss_fn, part,
                                      epochs=int(self.epochs), batch_size=int(self.batch_size), device=dev,
                                      generator=gen, lr=self.lr, desc="pretext (SimCLR)",
                                      mixed_precision=self.mixed_precision)
+        distributed.average_buffers(net, head)  # batch-norm statistics of every rank's rows
         self.backbone_ = net.eval()
         self.projection_ = head.eval()
         self.device_ = dev

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepclust import distributed
 from deepclust.base import BaseClusterer
 from deepclust.device import resolve_device
 from deepclust.encoders import ConvAutoencoder, MLPAutoencoder
@@ -166,15 +167,17 @@ class AutoencoderClusterer(BaseClusterer):
         ae = self._build_autoencoder(tuple(X.shape[1:])).to(dev)
         t0 = time.perf_counter()
         path = self._cache_path(X, seed)
-        if path is not None and path.is_file():
-            load_weights(ae, path, dev)
+        if path is not None and distributed.agree(path.is_file()):  # torchrun: rank 0 reads, and sends
+            if distributed.is_main():
+                load_weights(ae, path, dev)
+            distributed.broadcast_tensors(ae.state_dict().values())
             self.history_["pretrain"] = [{"cached": str(path)}]
         else:
             history = History()
             if self.pretrain == "layerwise":
                 history.extend(self._layerwise(ae, Xt, gen))
             if not getattr(history, "interrupted", False):
-                h = train_epochs(ae.parameters(), self._reconstruction_loss(ae, Xt), len(Xt),
+                h = train_epochs(ae.parameters(), self._reconstruction_loss(ae, Xt), self._shard,
                                  epochs=self.schedule_["pretrain_epochs"], batch_size=int(self.batch_size), device=dev,
                                  generator=gen, lr=float(self.pretrain_lr), desc=f"{type(self).__name__} pretrain",
                                  mixed_precision=self.mixed_precision)
@@ -182,7 +185,7 @@ class AutoencoderClusterer(BaseClusterer):
                 history.interrupted = h.interrupted
             self.history_["pretrain"] = list(history)
             self.interrupted_ = bool(history.interrupted)
-            if path is not None and not history.interrupted:
+            if path is not None and not history.interrupted and distributed.is_main():
                 save_weights(ae, path)
         self.timings_["pretrain"] = time.perf_counter() - t0
         return ae
@@ -214,7 +217,7 @@ class AutoencoderClusterer(BaseClusterer):
                 code = inner_act(enc(F.dropout(h, p)))
                 return {"loss": F.mse_loss(outer_act(dec(F.dropout(code, p))).float(), h)}
 
-            h = train_epochs([*enc.parameters(), *dec.parameters()], loss, len(Xt),
+            h = train_epochs([*enc.parameters(), *dec.parameters()], loss, self._shard,
                              epochs=int(self.layerwise_epochs), batch_size=int(self.batch_size), device=Xt.device,
                              generator=gen, lr=float(self.pretrain_lr),
                              desc=f"{type(self).__name__} pretrain layer {i + 1}/{depth}",
@@ -244,6 +247,8 @@ class AutoencoderClusterer(BaseClusterer):
         return {"pretrain_epochs": epochs}
 
     def _start_fit(self, X: np.ndarray) -> tuple[torch.device, int, torch.Generator, torch.Tensor]:
+        """Check, scale and pretrain; returns (device, seed, generator, scaled inputs). Under torchrun
+        a data-parallel subclass gets this rank's shard of the inputs (``self._shard``)."""
         self._check_ae_params()
         self._check_params()
         dev = resolve_device(self.device)
@@ -252,7 +257,8 @@ class AutoencoderClusterer(BaseClusterer):
         self.schedule_ = self._resolve_schedule(len(X), dev)
         self.architecture_ = self._resolve_architecture(tuple(X.shape[1:]))
         self._fit_scaling(X)
-        Xt = self._scale(X, dev)
+        self._shard = distributed.shard(len(X)) if self._data_parallel else distributed.Shard(len(X))
+        Xt = self._scale(X[self._shard.rows], dev)
         self.autoencoder_ = self._pretrained_autoencoder(X, Xt, seed, gen)
         return dev, seed, gen, Xt
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepclust import distributed
 from deepclust.engines.kmeans import inner_kmeans
 from deepclust.errors import DeepclustError
 from deepclust.heads import StudentTHead
@@ -71,6 +72,7 @@ class DEC(AutoencoderClusterer):
                      "schedule_")
     _networks = ("autoencoder_", "head_")
     _default_gamma: float | None = None
+    _data_parallel = True
 
     def __init__(self, n_clusters: int = 10, *, alpha: float = 1.0, update_interval: int = 140, tol: float = 0.001,
                  max_iter: int | None = None, optimizer: str = "sgd", lr: float = 0.01, momentum: float = 0.9,
@@ -133,24 +135,32 @@ class DEC(AutoencoderClusterer):
         dev, seed, gen, Xt = self._start_fit(X)
         ae = self.autoencoder_
 
-        # initial centroids: k-means on the embedding
+        # initial centroids: k-means on the embedding of all data (under torchrun: gathered, on rank 0)
         t0 = time.perf_counter()
-        Z = self._embed_scaled(Xt)
-        km = inner_kmeans(Z.cpu().numpy(), self.n_clusters, n_init=int(self.kmeans_n_init), device=dev,
-                          random_state=seed)
-        self.head_ = head = StudentTHead(torch.from_numpy(km.cluster_centers_), alpha=float(self.alpha)).to(dev)
+        part = self._shard
+        Z = distributed.gather_rows(self._embed_scaled(Xt), part)
+
+        def kmeans(Z: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+            km = inner_kmeans(Z.cpu().numpy(), self.n_clusters, n_init=int(self.kmeans_n_init), device=dev,
+                              random_state=seed)
+            return km.cluster_centers_, km.labels_
+
+        centers, start_labels = distributed.from_main(kmeans, Z)
+        del Z
+        self.head_ = head = StudentTHead(torch.from_numpy(centers), alpha=float(self.alpha)).to(dev)
         self.timings_["kmeans"] = time.perf_counter() - t0
 
         gamma = self.gamma
         # without reconstruction (DEC) the decoder gets no gradient and stays as pretrained
         optimizer = self._make_optimizer([*ae.parameters(), *head.parameters()])
-        state: dict[str, Any] = {"labels": torch.from_numpy(km.labels_).to(dev), "changed": 1.0, "stopped": False}
+        state: dict[str, Any] = {"labels": torch.from_numpy(start_labels[part.rows]).to(dev), "changed": 1.0,
+                                 "stopped": False}
 
         def refresh() -> None:
             q = self._assignments(Xt)
-            state["target"] = dec_target(q)
+            state["target"] = dec_target(q, sharded=not part.whole)
             labels = q.argmax(1)
-            state["changed"] = float((labels != state["labels"]).float().mean())
+            state["changed"] = distributed.global_mean((labels != state["labels"]).sum(), part.n)
             state["labels"] = labels
 
         def loss(idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -174,13 +184,13 @@ class DEC(AutoencoderClusterer):
         t0 = time.perf_counter()
         refresh()
         rounds = math.ceil(self.schedule_["max_iter"] / int(self.update_interval))
-        history = train_epochs(optimizer, loss, len(Xt), epochs=0 if self.interrupted_ else rounds,
+        history = train_epochs(optimizer, loss, part, epochs=0 if self.interrupted_ else rounds,
                                batch_size=int(self.batch_size), device=dev, generator=gen,
                                desc=f"{type(self).__name__} clustering", mixed_precision=self.mixed_precision,
                                steps_per_epoch=int(self.update_interval), after_epoch=converged)
         self.history_["cluster"] = list(history)
         self.n_iter_ = len(history) * int(self.update_interval)
-        self.labels_ = self._assignments(Xt).argmax(1).cpu().numpy()
+        self.labels_ = distributed.gather_rows(self._assignments(Xt).argmax(1), part).cpu().numpy()
         self.timings_["cluster"] = time.perf_counter() - t0
         self.converged_ = bool(state["stopped"])
         mark_interrupted(self, self.interrupted_ or history.interrupted)

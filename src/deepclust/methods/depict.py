@@ -75,6 +75,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from deepclust import distributed
 from deepclust.base import BaseClusterer
 from deepclust.device import resolve_device
 from deepclust.encoders import ConvAutoencoder, MLPAutoencoder
@@ -138,6 +139,7 @@ class DEPICT(BaseClusterer):
     _saved_arrays = ("labels_", "scale_min_", "scale_max_")
     _saved_values = ("history_", "timings_", "n_iter_", "init_used_", "interrupted_", "schedule_", "converged_")
     _networks = ("autoencoder_", "head_")
+    _data_parallel = True
 
     def __init__(self, n_clusters: int = 10, *, target: str = "dec", prior: Sequence[float] | None = None,
                  schedule: str = "budget", pretrain_epochs: int | None = None, warmup_epochs: int | None = None,
@@ -252,7 +254,8 @@ class DEPICT(BaseClusterer):
             self.scale_min_, self.scale_max_ = np.float32(X.min()), np.float32(X.max())
         self._build_networks(tuple(X.shape[1:]))
         ae, head = self.autoencoder_.to(dev), self.head_.to(dev)
-        Xt = self._scale(X, dev)
+        part = distributed.shard(n)  # under torchrun this rank's rows; else all of them
+        Xt = self._scale(X[part.rows], dev)
         bs, hw = plan["batch_size"], float(self.hidden_recon_weight)
         common = dict(batch_size=bs, device=dev, generator=gen, lr=plan["lr"],
                       mixed_precision=self.mixed_precision)
@@ -263,7 +266,7 @@ class DEPICT(BaseClusterer):
         def phase(name: str, params: Any, loss_fn: Any, epochs: int, **hooks: Any) -> None:
             t0 = time.perf_counter()
             interrupted = any(getattr(h, "interrupted", False) for h in history.values())
-            history[name] = train_epochs(params, loss_fn, n, epochs=0 if interrupted else int(epochs),
+            history[name] = train_epochs(params, loss_fn, part, epochs=0 if interrupted else int(epochs),
                                          desc=f"DEPICT {name}", **common, **hooks)
             timings[name] = time.perf_counter() - t0
 
@@ -274,38 +277,32 @@ class DEPICT(BaseClusterer):
 
         # 1. autoencoder pretraining: corrupted pathway reconstructs every layer of the clean one
         cached = self._cache_path(X, seed)
-        if cached is not None and cached.is_file():
-            load_weights(ae, cached, dev)
+        if cached is not None and distributed.agree(cached.is_file()):  # torchrun: rank 0 reads, and sends
+            if distributed.is_main():
+                load_weights(ae, cached, dev)
+            distributed.broadcast_tensors(ae.state_dict().values())
             history["pretrain"], timings["pretrain"] = History([{"cached": str(cached)}]), 0.0
         else:
             phase("pretrain", ae.parameters(), reconstruction, plan["pretrain_epochs"])
-            if cached is not None and not history["pretrain"].interrupted:
+            if cached is not None and not history["pretrain"].interrupted and distributed.is_main():
                 save_weights(ae, cached)
         # later phases draw from a fresh stream, so a cached autoencoder gives the same fit
         seed_everything(seed + 1)
         common["generator"] = torch.Generator().manual_seed(seed + 1)
 
-        # 2. initial partition of the clean embedding; softmax head from its L2-normalised centroids
+        # 2. initial partition of the clean embedding of all data (torchrun: gathered, on rank 0); softmax
+        # head from its L2-normalised centroids
         t0 = time.perf_counter()
-        Z = batched(ae.encode, Xt, mixed_precision=self.mixed_precision).float().cpu().numpy()
+        Z = distributed.gather_rows(batched(ae.encode, Xt, mixed_precision=self.mixed_precision).float(), part)
         self.init_used_ = "pic" if self.init == "auto" else self.init
-        if self.init_used_ == "pic":
-            # AC-PIC's cost grows faster than n: above PIC_MAX_SAMPLES it clusters a random subsample,
-            # and every point joins the nearest of its centroids
-            sample = Z if n <= PIC_MAX_SAMPLES else Z[np.random.default_rng(seed).choice(n, PIC_MAX_SAMPLES,
-                                                                                         replace=False)]
-            min_size = max(1, math.ceil(PIC_MIN_SHARE * len(sample) / self.n_clusters))
-            start = PathIntegralClustering(self.n_clusters, min_cluster_size=min_size).fit(sample)
-            start_labels = start.labels_ if sample is Z else start.predict(Z)
-        else:
-            start = inner_kmeans(Z, self.n_clusters, n_init=int(self.kmeans_n_init), device=dev, random_state=seed)
-            start_labels = start.labels_
-        head.init_from_centroids(torch.from_numpy(start.cluster_centers_))
+        centers, start_labels = distributed.from_main(self._initial_partition, Z, seed, dev)
+        del Z
+        head.init_from_centroids(torch.from_numpy(centers))
         timings["init"] = time.perf_counter() - t0
 
         optimizer = torch.optim.Adam([*ae.parameters(), *head.parameters()], lr=plan["lr"])
         rw = float(self.recon_weight)
-        init_labels = torch.from_numpy(np.asarray(start_labels, dtype=np.int64)).to(dev)
+        init_labels = torch.from_numpy(np.asarray(start_labels, dtype=np.int64)[part.rows]).to(dev)
         targets = {"q": torch.nn.functional.one_hot(init_labels, self.n_clusters).float()}
 
         def joint(idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -325,9 +322,10 @@ class DEPICT(BaseClusterer):
 
         def refresh(epoch: int) -> None:
             P = self._clean_proba(Xt)
-            targets["q"] = target_fn(P, prior) if prior is not None else target_fn(P)
+            sharded = not part.whole  # the cluster frequencies over every rank's rows
+            targets["q"] = target_fn(P, prior, sharded=sharded) if prior is not None else target_fn(P, sharded=sharded)
             labels = P.argmax(1)
-            state["changed"] = float((labels != state["labels"]).float().mean())
+            state["changed"] = distributed.global_mean((labels != state["labels"]).sum(), n)
             state["labels"] = labels
 
         def converged(epoch: int, record: dict[str, float]) -> bool:
@@ -339,7 +337,7 @@ class DEPICT(BaseClusterer):
 
         phase("cluster", optimizer, joint, plan["cluster_epochs"], before_epoch=refresh, after_epoch=converged)
         t0 = time.perf_counter()
-        self.labels_ = self._clean_proba(Xt).argmax(1).cpu().numpy()
+        self.labels_ = distributed.gather_rows(self._clean_proba(Xt).argmax(1), part).cpu().numpy()
         timings["cluster"] += time.perf_counter() - t0
         self.n_iter_ = len(history["cluster"])
         self.history_ = {name: list(h) for name, h in history.items()}
@@ -349,6 +347,21 @@ class DEPICT(BaseClusterer):
         if not self.interrupted_ and not self.converged_:
             warn_not_converged("DEPICT", f"{plan['cluster_epochs']} clustering epochs", state["changed"],
                                float(self.tol), "cluster_epochs")
+
+    def _initial_partition(self, Z: torch.Tensor, seed: int, dev: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        """(centroids, labels) of the initial partition of the embedding ``Z`` (``init_used_``)."""
+        Z = Z.cpu().numpy()
+        n = len(Z)
+        if self.init_used_ == "pic":
+            # AC-PIC's cost grows faster than n: above PIC_MAX_SAMPLES it clusters a random subsample,
+            # and every point joins the nearest of its centroids
+            sample = Z if n <= PIC_MAX_SAMPLES else Z[np.random.default_rng(seed).choice(n, PIC_MAX_SAMPLES,
+                                                                                         replace=False)]
+            min_size = max(1, math.ceil(PIC_MIN_SHARE * len(sample) / self.n_clusters))
+            start = PathIntegralClustering(self.n_clusters, min_cluster_size=min_size).fit(sample)
+            return start.cluster_centers_, start.labels_ if sample is Z else start.predict(Z)
+        start = inner_kmeans(Z, self.n_clusters, n_init=int(self.kmeans_n_init), device=dev, random_state=seed)
+        return start.cluster_centers_, start.labels_
 
     # ------------------------------------------------------------------ inference
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:

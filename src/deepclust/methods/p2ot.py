@@ -71,6 +71,7 @@ class P2OT(SeLa):
 
     _saved_arrays = ("labels_", "pseudo_labels_", "sample_weights_")
     _display_name = "P2OT"
+    _data_parallel = False  # its transport plan is not reduced over shards: it runs on one process
 
     def __init__(self, n_clusters: int = 10, *, prior: Sequence[float] | None = None, rho_start: float = 0.1,
                  rho_end: float = 1.0, eps: float = 0.1, kl_weight: float = 1.0, ot_iters: int = 1000,

@@ -75,6 +75,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepclust import distributed
 from deepclust.augment import strong_view
 from deepclust.device import resolve_device
 from deepclust.encoders.pretext import SimCLR, as_image_tensor, make_backbone
@@ -131,6 +132,7 @@ class SCAN(SelfLabelClusterer):
     _saved_arrays = ("labels_", "scale_min_", "scale_max_")
     _saved_values = ("history_", "timings_", "head_losses_", "best_head_", "interrupted_")
     _display_name = "SCAN"
+    _data_parallel = True
     _max_input_dims = 4
 
     def __init__(self, n_clusters: int = 10, *, n_neighbors: int = 20, n_heads: int = 10,
@@ -229,6 +231,9 @@ class SCAN(SelfLabelClusterer):
         seed, gen = self._seed()
         images = X.ndim > 2
         timings: dict[str, float] = {}
+        # torchrun: every rank holds all inputs (a step reads a sample's neighbours, which may lie in any
+        # shard) and takes the steps' samples from its own rows
+        part = distributed.shard(n)
 
         # 1. the pretext embedding: the given one, or SimCLR trained on the images
         if images:
@@ -240,7 +245,7 @@ class SCAN(SelfLabelClusterer):
             pretext = self._pretext_model(dev, seed).fit(x)
             timings["pretext"] = time.perf_counter() - t0
             backbone = pretext.backbone_
-            features = F.normalize(batched(backbone, x), dim=1)
+            features = F.normalize(distributed.gather_rows(batched(backbone, x[part.rows]), part), dim=1)
             pretext_history = list(pretext.history_)
         else:
             x = features = self._prepare(X, dev)
@@ -261,7 +266,7 @@ class SCAN(SelfLabelClusterer):
 
         # 2. neighbours in the pretext embedding
         t0 = time.perf_counter()
-        nbrs = cosine_knn(features, int(self.n_neighbors), backend=self.knn_backend)
+        nbrs = distributed.from_main(self._neighbors, features).to(dev)
         timings["knn"] = time.perf_counter() - t0
         del features
 
@@ -271,8 +276,9 @@ class SCAN(SelfLabelClusterer):
         if self.init == "kmeans":  # warm start: every head from the k-means partition of what it reads
             t0 = time.perf_counter()
             with eval_mode(backbone):
-                z = batched(backbone, x) if images else x
-            heads.init_from_centroids(kmeans_target(z, int(self.n_clusters), seed=seed)[1])
+                z = distributed.gather_rows(batched(backbone, x[part.rows]), part) if images else x
+            heads.init_from_centroids(distributed.from_main(lambda: kmeans_target(z, int(self.n_clusters),
+                                                                                  seed=seed)[1].cpu()))
             timings["init"] = time.perf_counter() - t0
             del z
         params = [*heads.parameters(), *(backbone.parameters() if train_backbone else [])]
@@ -287,6 +293,7 @@ class SCAN(SelfLabelClusterer):
 
         def scan_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
             nonlocal running
+            idx = part.to_global(idx)
             pick = torch.randint(m, (idx.numel(),), generator=gen).to(dev)
             logits = heads(backbone(torch.cat([view(x[idx]), view(x[nbrs[idx, pick]])])))
             if running is not None:
@@ -301,11 +308,22 @@ class SCAN(SelfLabelClusterer):
             with eval_mode(backbone):
                 return torch.softmax(batched(lambda xb: heads(backbone(xb)).transpose(0, 1), x), -1).transpose(0, 1)
 
+        def synced(hook: Any) -> Any:
+            """torchrun: the backbone's batch-norm statistics averaged over the ranks before ``hook`` reads them."""
+            if hook is None or not (train_backbone and distributed.active()):
+                return hook
+
+            def run(epoch: int, record: dict[str, Any]) -> Any:
+                distributed.average_buffers(backbone)
+                return hook(epoch, record)
+            return run
+
         t0 = time.perf_counter()
-        scan_hist = train_epochs(opt, scan_step, n, epochs=int(self.epochs), batch_size=int(self.batch_size),
+        scan_hist = train_epochs(opt, scan_step, part, epochs=int(self.epochs), batch_size=int(self.batch_size),
                                  device=dev, generator=gen, desc="SCAN clustering",
-                                 after_epoch=Settled(head_probs, float(self.tol), float(self.threshold))
-                                 if float(self.tol) > 0 else None)
+                                 after_epoch=synced(Settled(head_probs, float(self.tol), float(self.threshold))
+                                                    if float(self.tol) > 0 else None))
+        distributed.average_buffers(backbone)
         timings["scan"] = time.perf_counter() - t0
         if scan_hist and scan_hist[-1]["consistency"] > 0.9 * math.log(int(self.n_clusters)):
             warnings.warn(f"SCAN: after {len(scan_hist)} epochs the heads still predict almost uniformly "
@@ -334,7 +352,7 @@ class SCAN(SelfLabelClusterer):
             opt = torch.optim.Adam(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
 
             def selflabel_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-                xb = x[idx]
+                xb = x[part.to_global(idx)]
                 if images:
                     with torch.no_grad():
                         teacher = head(backbone(xb))
@@ -368,9 +386,10 @@ class SCAN(SelfLabelClusterer):
                 return True
 
             t0 = time.perf_counter()
-            sl_hist = train_epochs(opt, selflabel_step, n, epochs=int(self.selflabel_epochs),
+            sl_hist = train_epochs(opt, selflabel_step, part, epochs=int(self.selflabel_epochs),
                                    batch_size=int(self.selflabel_batch_size), device=dev, generator=gen,
-                                   desc="SCAN self-labelling", after_epoch=guard)
+                                   desc="SCAN self-labelling", after_epoch=synced(guard))
+            distributed.average_buffers(backbone)
             timings["selflabel"] = time.perf_counter() - t0
             if "found" in kept:
                 warnings.warn(f"SCAN: self-labelling collapsed the clustering at epoch {len(sl_hist)} "
@@ -394,6 +413,10 @@ class SCAN(SelfLabelClusterer):
         mark_interrupted(self, scan_hist.interrupted or getattr(sl_hist, "interrupted", False))
         if self.verbose:
             print(f"SCAN: head losses {np.round(losses, 4).tolist()}, kept head {self.best_head_}")
+
+    def _neighbors(self, features: torch.Tensor) -> torch.Tensor:
+        """The ``n_neighbors`` nearest neighbours (cosine) of every row, on the CPU."""
+        return cosine_knn(features, int(self.n_neighbors), backend=self.knn_backend).cpu()
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
         x = self._inputs(X, self._net_device())

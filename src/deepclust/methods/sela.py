@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepclust import distributed
 from deepclust.device import resolve_device
 from deepclust.engines.neighbors import cosine_knn
 from deepclust.errors import DeepclustError
@@ -82,6 +83,7 @@ class SeLa(SelfLabelClusterer):
     _saved_arrays = ("labels_", "pseudo_labels_")
     _saved_values = ("history_", "timings_", "interrupted_")
     _display_name = "SeLa"
+    _data_parallel = True
 
     def __init__(self, n_clusters: int = 10, *, prior: Sequence[float] | None = None, lam: float = 25.0,
                  sinkhorn_iters: int = 1000, sinkhorn_tol: float = 1e-3, epochs: int = 400,
@@ -151,37 +153,42 @@ class SeLa(SelfLabelClusterer):
             t0 = time.perf_counter()
             with eval_mode(trunk):
                 z = batched(trunk, Xt)
-            head.init_from_centroids(kmeans_target(z, int(self.n_clusters), seed=seed)[1])
+            head.init_from_centroids(distributed.from_main(lambda: kmeans_target(z, int(self.n_clusters), seed=seed)[1].cpu()))
             timings["init"] = time.perf_counter() - t0
             del z
         opt = self._make_optimizer([*trunk.parameters(), *head.parameters()])
         epochs, n_updates = int(self.epochs), int(self.n_label_updates)
         update_at = set(np.linspace(0, epochs, n_updates, endpoint=False).astype(int).tolist())
-        state: dict[str, Any] = {"labels": None, "changed": 1.0, "sinkhorn_s": 0.0}
+        # torchrun: this rank's pseudo-labels are those of its rows (every rank holds all of X: a step reads
+        # neighbours, which may lie in any shard)
+        part = distributed.shard(n) if self._data_parallel else distributed.Shard(n)
+        state: dict[str, Any] = {"labels": None, "changed": 1.0, "sinkhorn_s": 0.0, "shard": part}
 
         def relabel(epoch: int) -> None:
             if epoch not in update_at:
                 return
             t0 = time.perf_counter()
-            labels = self._make_targets(self._logits(Xt), epoch, epochs, state)
+            labels = self._make_targets(self._logits(Xt[part.rows]), epoch, epochs, state)
             if state["labels"] is not None:
-                state["changed"] = float((_hard(labels) != _hard(state["labels"])).float().mean())
+                state["changed"] = distributed.global_mean((_hard(labels) != _hard(state["labels"])).sum(), n)
             state["labels"] = labels
             state["sinkhorn_s"] += time.perf_counter() - t0
 
         views = None
         if self.augment == "neighbors":
             t_knn = time.perf_counter()
-            views = cosine_knn(Xt, min(int(self.n_neighbors), n - 1))
+            views = distributed.from_main(lambda: cosine_knn(Xt, min(int(self.n_neighbors), n - 1)).cpu()).to(dev)
             state["knn_s"] = time.perf_counter() - t_knn
         state.update(X=Xt, views=views)  # for targets that use the neighbourhoods (SP²OT)
         pick = torch.Generator(device=Xt.device).manual_seed(seed + 1)
 
+        mine = views[part.rows] if views is not None else None
+
         def loss_fn(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-            inputs = idx
-            if views is not None:  # the augmented view: a random near neighbour of each sample
-                col = torch.randint(views.shape[1], (len(idx),), device=idx.device, generator=pick)
-                inputs = views[idx, col]
+            inputs = part.to_global(idx)
+            if mine is not None:  # the augmented view: a random near neighbour of each sample
+                col = torch.randint(mine.shape[1], (len(idx),), device=idx.device, generator=pick)
+                inputs = mine[idx, col]
             return {"loss": self._target_loss(head(trunk(Xt[inputs])), state["labels"][idx])}
 
         def log(epoch: int, record: dict[str, float]) -> None:
@@ -190,12 +197,12 @@ class SeLa(SelfLabelClusterer):
                 print(f"{self._display_name} epoch {epoch + 1}: loss {record['loss']:.4f}, labels changed {state['changed']:.4f}")
 
         t0 = time.perf_counter()
-        history = train_epochs(opt, loss_fn, n, epochs=epochs, batch_size=int(self.batch_size), device=dev,
+        history = train_epochs(opt, loss_fn, part, epochs=epochs, batch_size=int(self.batch_size), device=dev,
                                generator=gen, desc=self._display_name, before_epoch=relabel, after_epoch=log)
         train_s = time.perf_counter() - t0
         if state["labels"] is None:  # interrupted before the first update
             relabel(0)
-        self.pseudo_labels_ = _hard(state["labels"]).cpu().numpy()
+        self.pseudo_labels_ = distributed.gather_rows(_hard(state["labels"]), part).cpu().numpy()
         self.labels_ = self._logits(Xt).argmax(1).cpu().numpy()
         self._warn_if_collapsed(self.labels_)
         trunk.eval()
@@ -212,7 +219,7 @@ class SeLa(SelfLabelClusterer):
     def _make_targets(self, logits: torch.Tensor, epoch: int, epochs: int, state: dict[str, Any]) -> torch.Tensor:
         """The pseudo-labels of every sample from the current logits (here: Sinkhorn, then arg-max)."""
         q = sinkhorn_target(logits, self.prior, n_iters=int(self.sinkhorn_iters), lam=float(self.lam),
-                            tol=float(self.sinkhorn_tol))
+                            tol=float(self.sinkhorn_tol), sharded=not state["shard"].whole)
         return q.argmax(1)
 
     def _target_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
