@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import shutil
@@ -172,8 +173,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="keep the data file")
     p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--project", action="store_true", help="only print the projection of docs/scale.md")
     p.add_argument("--minibatch-child", type=Path, default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+
+    if args.project:
+        print(project(args.out.parent))
+        return 0
 
     if args.minibatch_child is not None:  # the MiniBatchKMeans child: start centres in a .npy beside the data
         data = args.minibatch_child
@@ -259,6 +265,69 @@ def main() -> int:
             fh.write(json.dumps(r) + "\n")
     print(table_of(records))
     return 0
+
+
+# ---------------------------------------------------------------------------------- projection (docs/scale.md)
+#: what the projection assumes (docs/scale.md spells out why)
+TARGET = {"n": 1_000_000_000, "d": 256, "k": 100_000, "iterations": 20, "init_passes": 6,
+          "partition_rows": 4_000_000, "h2d_gb_s": 25.0, "disk_gb_s": 2.0, "network_gb_s": 12.5, "fan_in": 8}
+FAISS = {"n": 95_000_000, "d": 128, "k": 85_000, "iterations": 25, "gpus": 7, "published_s": 3600.0}
+
+
+def gpu_rate(results: Path) -> tuple[float, dict[str, Any]]:
+    """Multiply-adds per second of our Lloyd step on the GPU: the kmeans-1m records (1M × 128, k = 1000)."""
+    recs = [json.loads(line) for f in sorted(results.glob("gpu-*.jsonl")) for line in f.read_text().splitlines()
+            if '"kmeans-1m"' in line and '"deepclust"' in line]
+    best = min(recs, key=lambda r: r["seconds_per_iteration"])
+    return best["n"] * best["k"] * best["d"] / best["seconds_per_iteration"], best
+
+
+def project(results: Path, workers: tuple[int, ...] = (1, 8, 16, 64, 256)) -> str:
+    """The projected wall time of TARGET on N one-GPU Dask workers, from the measured GPU rate and the
+    measured Dask overhead per pass (docs/scale.md)."""
+    rate, g = gpu_rate(results)
+    dask_recs = [json.loads(line) for line in (results / "dask.jsonl").read_text().splitlines() if line.strip()]
+    ours = max((r for r in dask_recs if r["library"] == "deepclust DaskKMeans" and r.get("partition_lloyd_seconds")
+                and not r.get("side_by_side")), key=lambda r: r["n"])
+    parts_per_worker = ours["partitions"] / ours["workers"]
+    overhead = ours["seconds_per_iteration"] - parts_per_worker * (ours["partition_lloyd_seconds"]
+                                                                   + (ours["partition_read_seconds"] or 0))
+    t = TARGET
+    P = t["n"] // t["partition_rows"]
+    sums_gb = t["k"] * t["d"] * 8 / 1e9
+    levels = math.ceil(math.log(P, t["fan_in"]))
+    reduce_s = levels * t["fan_in"] * sums_gb / t["network_gb_s"] + max(0.0, overhead)
+    data_gb = t["n"] * t["d"] * 4 / 1e9
+    lines = [f"GPU rate: {rate / 1e12:.2f} × 10¹² multiply-adds/s ({g['device_name']}, {g['n']:,} × {g['d']}, "
+             f"k = {g['k']}: {g['seconds_per_iteration'] * 1e3:.1f} ms per Lloyd pass). Dask overhead per pass "
+             f"measured on this machine: {max(0.0, overhead):.2f} s ({ours['n']:,} rows, {ours['partitions']} "
+             f"partitions, {ours['workers']} workers). {P} partitions of {t['partition_rows']:,} rows; the "
+             f"per-cluster sums are {sums_gb * 1e3:.0f} MB per partition, reduced in {levels} levels of fan-in "
+             f"{t['fan_in']}.", "",
+             "| GPU workers | compute s / pass | host→GPU s / pass (disk) | reduce + Dask s / pass | "
+             f"{t['iterations']} passes | + k-means‖ ({t['init_passes']} passes) | total |", "|" + "---|" * 7]
+    for N in workers:
+        compute = t["n"] * t["k"] * t["d"] / (N * rate)
+        h2d, disk = data_gb / N / t["h2d_gb_s"], data_gb / N / t["disk_gb_s"]
+        per_pass = compute + h2d + reduce_s
+        total = per_pass * (t["iterations"] + t["init_passes"])
+        lines.append(f"| {N} | {compute:,.0f} | {h2d:,.1f} ({disk:,.0f}) | {reduce_s:.1f} | "
+                     f"{_hours(per_pass * t['iterations'])} | {_hours(per_pass * t['init_passes'])} | "
+                     f"{_hours(total)} |")
+    f = FAISS
+    ours_faiss = f["n"] * f["k"] * f["d"] * f["iterations"] / (f["gpus"] * rate)
+    lines += ["", f"faiss's published run, {f['n']:,} × {f['d']} → {f['k']:,} centroids on {f['gpus']} GPUs (Maxwell "
+              f"Titan X) in under {f['published_s'] / 3600:.0f} h, is {f['n'] * f['k'] * f['d'] * f['iterations'] / 1e15:.1f} "
+              f"× 10¹⁵ multiply-adds at {f['iterations']} iterations (faiss's default niter; the page does not say): at "
+              f"least {f['n'] * f['k'] * f['d'] * f['iterations'] / f['published_s'] / f['gpus'] / 1e12:.2f} × 10¹² "
+              f"per GPU per second. At the rate above the same work takes {_hours(ours_faiss)} of compute on "
+              f"{f['gpus']} H200s."]
+    return "\n".join(lines)
+
+
+def _hours(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 5400 else f"{seconds / 60:.0f} min" if seconds >= 90 else \
+        f"{seconds:.0f} s"
 
 
 def table_of(records: list[dict[str, Any]]) -> str:

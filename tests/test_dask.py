@@ -21,6 +21,7 @@ import dask.array as da  # noqa: E402
 import dask.dataframe as dd  # noqa: E402
 import pandas as pd  # noqa: E402
 from distributed import Client, LocalCluster  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 from deepclust import scale  # noqa: E402
 from deepclust.cli import main  # noqa: E402
@@ -116,6 +117,17 @@ def test_predict_transform_proba_partitionwise(client, pendigits, start, referen
     np.testing.assert_array_equal(both[:, 0], reference.labels_)
     np.testing.assert_allclose(both[:, 1], proba.max(1), atol=1e-5)
     np.testing.assert_array_equal(model.to_kmeans().predict(pendigits), reference.labels_)
+
+
+def test_saved_model_loads_without_dask_and_predicts_the_same(client, pendigits, start, tmp_path) -> None:
+    from deepclust.base import load_model
+
+    with pytest.warns(ConvergenceWarning, match="stopped at max_iter = 5"):  # as KMeans
+        model = DaskKMeans(K, init=start, max_iter=5, tol=0).fit(pendigits)
+    assert not model.converged_
+    loaded = load_model(model.save(tmp_path / "model"))
+    assert type(loaded).__name__ == "KMeans" and loaded.inertia_ == model.inertia_
+    np.testing.assert_array_equal(loaded.predict(pendigits), model.predict(pendigits))
 
 
 def test_worker_killed_mid_fit_loses_nothing(pendigits, start, reference) -> None:

@@ -86,7 +86,14 @@ def dask_client(scheduler: str | None = None, distributed: bool = False, *, n_wo
                       silence_logs=logging.ERROR) as cluster, \
             Client(cluster) as client:
         _prepare_workers(client, "the local cluster")
+        client.run(_one_torch_thread)  # one thread per worker process, as Dask was told
         yield client
+
+
+def _one_torch_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
 
 
 def _prepare_workers(client: Any, where: str) -> None:

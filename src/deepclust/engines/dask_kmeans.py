@@ -371,6 +371,10 @@ class DaskKMeans(BaseClusterer):
     def _transform(self, X: Any) -> Any:  # pragma: no cover - transform is overridden
         raise NotImplementedError
 
+    def save(self, path: Any) -> Any:
+        """Save the fitted centres as an in-memory ``kmeans`` model (:meth:`to_kmeans`): loading it needs no Dask."""
+        return self.to_kmeans().save(path)
+
     def to_kmeans(self) -> KMeans:
         """The fitted centres as an in-memory :class:`~deepclust.engines.kmeans.KMeans` (predicts without
         Dask; this is what a run folder's ``model/`` holds)."""
