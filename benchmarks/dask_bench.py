@@ -32,7 +32,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -87,6 +86,36 @@ def inertia_on(sample: np.ndarray, centres: np.ndarray) -> float:
     return float((d.min(1).astype(np.float64) ** 2).mean())
 
 
+def start_memory_watch() -> None:
+    """Poll this process's resident memory every 20 ms in a daemon thread (peak RSS, and its private
+    part: RSS minus file-backed and shared pages, i.e. without the memory-mapped data). ``ru_maxrss``
+    cannot be used: a process started by fork + exec inherits its parent's peak."""
+    import builtins
+    import threading
+
+    import psutil
+
+    proc = psutil.Process()
+    state = {"rss": 0, "private": 0}
+
+    def watch() -> None:
+        while True:
+            m = proc.memory_info()
+            state["rss"], state["private"] = max(state["rss"], m.rss), max(state["private"], m.rss - m.shared)
+            time.sleep(0.02)
+
+    threading.Thread(target=watch, daemon=True).start()
+    builtins._deepclust_memory_watch = state
+
+
+def memory_peaks() -> tuple[float, float]:
+    """(peak RSS MiB, peak private MiB) since :func:`start_memory_watch`."""
+    import builtins
+
+    state = builtins._deepclust_memory_watch
+    return round(state["rss"] / 2**20, 1), round(state["private"] / 2**20, 1)
+
+
 def task_seconds(stream: list[dict[str, Any]], prefix: str) -> float | None:
     """Median seconds of the compute phase of tasks whose key starts with ``prefix``."""
     spans = [sum(s["stop"] - s["start"] for s in t["startstops"] if s["action"] == "compute")
@@ -101,6 +130,7 @@ def run_minibatch(args: argparse.Namespace, path: Path, start: np.ndarray) -> di
     from deepclust.engines.kmeans import MiniBatchKMeans
 
     torch.set_num_threads(args.threads)
+    start_memory_watch()
     X = np.load(path, mmap_mode="r")
     t0 = time.perf_counter()
     with warnings.catch_warnings():
@@ -112,7 +142,7 @@ def run_minibatch(args: argparse.Namespace, path: Path, start: np.ndarray) -> di
                                               **{k: round(v, 3) for k, v in mb.timings_.items()}},
             "seconds_per_pass": round(mb.timings_["iterations"] / mb.n_iter_, 3),
             "inertia_per_point": mb.inertia_ / args.n, "centres": mb.cluster_centers_.tolist(),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mb": memory_peaks()[0], "peak_private_mb": memory_peaks()[1]}
 
 
 def run_dask(args: argparse.Namespace, client: Any, path: Any, start: Any, n: int, label: str) -> tuple[dict, Any]:
@@ -120,6 +150,9 @@ def run_dask(args: argparse.Namespace, client: Any, path: Any, start: Any, n: in
 
     from deepclust.engines.dask_kmeans import DaskKMeans
 
+    client.restart()  # fresh workers: their memory peaks are this run's
+    client.run(torch_one_thread)
+    client.run(start_memory_watch)
     t0 = time.perf_counter()
     with get_task_stream(client) as ts, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -137,9 +170,17 @@ def run_dask(args: argparse.Namespace, client: Any, path: Any, start: Any, n: in
            "partition_lloyd_seconds": task_seconds(ts.data, "_lloyd_stats"),
            "partition_read_seconds": task_seconds(ts.data, "read_rows"),
            "n_init_candidates": getattr(model, "n_init_candidates_", None),
-           "peak_rss_mb_per_worker": sorted(round(v / 1024, 1) for v in client.run(
-               lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss).values())}
+           "peak_rss_mb_per_worker": sorted(v[0] for v in client.run(memory_peaks).values()),
+           "peak_private_mb_per_worker": sorted(v[1] for v in client.run(memory_peaks).values())}
     return rec, model
+
+
+def torch_one_thread() -> None:
+    import torch
+
+    import deepclust.engines.dask_kmeans  # noqa: F401  (imported before the timing starts)
+
+    torch.set_num_threads(1)
 
 
 def run_daskml(args: argparse.Namespace, X: Any, start: Any, n: int) -> dict[str, Any]:
@@ -151,10 +192,11 @@ def run_daskml(args: argparse.Namespace, X: Any, start: Any, n: int) -> dict[str
         warnings.simplefilter("ignore")
         km = DaskMLKMeans(args.k, init=start, max_iter=args.max_iter, tol=0, random_state=args.seed).fit(X)
     fit = time.perf_counter() - t0
-    return {"library": f"dask-ml {dask_ml.__version__} KMeans", "workers": args.workers, "threads": args.workers,
+    centres = np.asarray(km.cluster_centers_)
+    return {"library": f"dask-ml {dask_ml.__version__} KMeans", "centres_at_origin": int((~centres.any(1)).sum()), "workers": args.workers, "threads": args.workers,
             "init": "shared" if not isinstance(start, str) else start, "iterations": int(km.n_iter_),
             "seconds": {"fit": round(fit, 3)}, "seconds_per_iteration": round(fit / max(1, km.n_iter_), 3),
-            "inertia_per_point": float(km.inertia_) / n, "centres": np.asarray(km.cluster_centers_)}
+            "inertia_per_point": float(km.inertia_) / n, "centres": centres}
 
 
 def main() -> int:
@@ -214,8 +256,6 @@ def main() -> int:
 
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
                           dashboard_address=":0", processes=True) as cluster, Client(cluster) as client:
-            client.run(torch.set_num_threads, 1)
-            client.run(__import__, "deepclust.engines.dask_kmeans")
             rec, model = run_dask(args, client, str(path), start, args.n, "deepclust DaskKMeans")
             rec["partitions"] = int(as_dask_array(str(path), chunk_rows=args.chunk_rows).numblocks[0])
             records.append(base_record(args, **rec, file_gb=round(path.stat().st_size / 1e9, 2),
@@ -336,9 +376,9 @@ def table_of(records: list[dict[str, Any]]) -> str:
         return "–" if value is None else f"{value:,.{digits}f}"
 
     lines = ["| data | method | workers | start | passes | s / pass | one partition: read s / Lloyd s | "
-             "peak RSS MiB | inertia / point, all rows | on the sample | load at start |", "|" + "---|" * 11]
+             "peak private MiB (per worker) | inertia / point, all rows | on the sample | load at start |", "|" + "---|" * 11]
     for r in records:
-        rss = r.get("peak_rss_mb_per_worker") or ([r["peak_rss_mb"]] if r.get("peak_rss_mb") else [])
+        rss = r.get("peak_private_mb_per_worker") or ([r["peak_private_mb"]] if r.get("peak_private_mb") else [])
         part = (f"{num(r.get('partition_read_seconds'), 2)} / {num(r['partition_lloyd_seconds'], 2)} "
                 f"({r['partitions']} partitions)" if r.get("partition_lloyd_seconds") else "–")
         cells = [f"{r['n']:,} × {r['d']}, k = {r['k']}" + (" (side by side)" if r.get("side_by_side") else ""),
