@@ -17,12 +17,14 @@ One run (issue 19):
    full k-means (:class:`~deepclust.engines.kmeans.KMeans`, same start, ``--max-iter`` iterations) on
    that sample;
 6. ``dask-ml``: on the first ``--daskml-n`` rows, ``dask_ml.cluster.KMeans`` and ours on the same
-   cluster from the same start (same passes; inertia and seconds), and each from its own k-means||.
+   cluster from the same start (same passes; inertia and seconds), and with ``--daskml-own-init`` each
+   from its own k-means||.
 
 Records go to ``benchmarks/results/dask.jsonl`` (one per method), with the load average, since the
 machine is shared. ``python benchmarks/tables.py`` makes BENCHMARKS.md's table (kind ``dask``).
 
     python benchmarks/dask_bench.py --n 2000000 --max-iter 3          # ~10 minutes on 2 busy cores
+    python benchmarks/dask_bench.py --n 100000 --k 100 --max-iter 3 --sample 100000 --daskml-n 50000 --daskml-own-init
     python benchmarks/dask_bench.py --n 50000000 --max-iter 3         # 12.8 GB file; hours on 2 cores
 """
 
@@ -178,7 +180,7 @@ def run_dask(args: argparse.Namespace, client: Any, path: Any, start: Any, n: in
 def torch_one_thread() -> None:
     import torch
 
-    import deepclust.engines.dask_kmeans  # noqa: F401  (imported before the timing starts)
+    import deepclust.engines.dask_kmeans  # noqa: F401 - imported before the timing starts
 
     torch.set_num_threads(1)
 
@@ -193,7 +195,8 @@ def run_daskml(args: argparse.Namespace, X: Any, start: Any, n: int) -> dict[str
         km = DaskMLKMeans(args.k, init=start, max_iter=args.max_iter, tol=0, random_state=args.seed).fit(X)
     fit = time.perf_counter() - t0
     centres = np.asarray(km.cluster_centers_)
-    return {"library": f"dask-ml {dask_ml.__version__} KMeans", "centres_at_origin": int((~centres.any(1)).sum()), "workers": args.workers, "threads": args.workers,
+    return {"library": f"dask-ml {dask_ml.__version__} KMeans", "centres_at_origin": int((~centres.any(1)).sum()),
+            "workers": args.workers, "threads": args.workers,
             "init": "shared" if not isinstance(start, str) else start, "iterations": int(km.n_iter_),
             "seconds": {"fit": round(fit, 3)}, "seconds_per_iteration": round(fit / max(1, km.n_iter_), 3),
             "inertia_per_point": float(km.inertia_) / n, "centres": centres}
@@ -211,6 +214,8 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads of the MiniBatchKMeans process")
     p.add_argument("--sample", type=int, default=1_000_000, help="rows on which the inertias are compared")
     p.add_argument("--daskml-n", type=int, default=200_000, help="rows of the dask-ml side by side (0: skip)")
+    p.add_argument("--daskml-own-init", action="store_true",
+                   help="also compare each library's own k-means|| (dask-ml's took > 15 min at 200,000 × 64, k = 1000)")
     p.add_argument("--scratch", type=Path, default=Path("/work/scratch/dask-bench"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="keep the data file")
@@ -231,7 +236,7 @@ def main() -> int:
     import torch
     from distributed import Client, LocalCluster
 
-    from deepclust.scale import as_dask_array
+    from deepclust.scale import ONE_THREAD_ENV, as_dask_array
 
     torch.set_num_threads(1)
     args.scratch.mkdir(parents=True, exist_ok=True)
@@ -255,7 +260,8 @@ def main() -> int:
         print(records[-1]["library"], records[-1]["seconds"], flush=True)
 
         with LocalCluster(n_workers=args.workers, threads_per_worker=1, memory_limit=args.memory_limit,
-                          dashboard_address=":0", processes=True) as cluster, Client(cluster) as client:
+                          dashboard_address=":0", processes=True, env=ONE_THREAD_ENV) as cluster, \
+                Client(cluster) as client:
             rec, model = run_dask(args, client, str(path), start, args.n, "deepclust DaskKMeans")
             rec["partitions"] = int(as_dask_array(str(path), chunk_rows=args.chunk_rows).numblocks[0])
             records.append(base_record(args, **rec, file_gb=round(path.stat().st_size / 1e9, 2),
@@ -269,7 +275,7 @@ def main() -> int:
                 Xs = as_dask_array(str(path), chunk_rows=step)[:step * 4 * args.workers]
                 small.n = int(Xs.shape[0])
                 rows_small = Xs.compute()
-                for init in (start, "k-means||"):
+                for init in (start, "k-means||") if args.daskml_own_init else (start,):
                     ours, _ = run_dask(small, client, Xs, start if init is start else init, small.n,
                                        "deepclust DaskKMeans")
                     theirs = run_daskml(small, Xs, init, small.n)

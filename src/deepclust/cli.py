@@ -335,8 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def dask_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="k-means on this Dask scheduler, e.g. tcp://host:8786 (default: $DEEPCLUST_DASK_SCHEDULER); "
-                            "the data (.npy, Parquet folder) are read by the workers")
+                       help="k-means on this Dask scheduler, e.g. tcp://host:8786 (default: "
+                            "$DEEPCLUST_DASK_SCHEDULER); the data (.npy, Parquet folder) are read by the workers")
         p.add_argument("--distributed", action="store_true",
                        help="k-means on Dask on a LocalCluster of this machine (bounded memory)")
 

@@ -38,6 +38,8 @@ from deepclust.errors import DeepclustError
 SCHEDULER_ENV = "DEEPCLUST_DASK_SCHEDULER"
 #: bytes of one partition when deepclust chooses the partitioning
 PARTITION_BYTES = 64 << 20
+#: a LocalCluster's worker processes run one task at a time, on one core each
+ONE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 #: seconds to wait for a scheduler to answer
 CONNECT_TIMEOUT = 10.0
 #: rows on which the label-free scores of a distributed run are computed
@@ -46,7 +48,7 @@ SCORE_SAMPLE = 10_000
 
 def _require_dask() -> None:
     try:
-        import dask.array  # noqa: F401
+        import dask.array  # noqa: F401 - only whether they import
         import distributed  # noqa: F401
     except ImportError as exc:
         raise DeepclustError("Dask is not installed: pip install 'deepclust[dask]' "
@@ -82,8 +84,8 @@ def dask_client(scheduler: str | None = None, distributed: bool = False, *, n_wo
             _prepare_workers(client, address)
             yield client
         return
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=":0",
-                      silence_logs=logging.ERROR) as cluster, \
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, dashboard_address=":0", silence_logs=logging.ERROR,
+                      env=ONE_THREAD_ENV) as cluster, \
             Client(cluster) as client:
         _prepare_workers(client, "the local cluster")
         client.run(_one_torch_thread)  # one thread per worker process, as Dask was told

@@ -60,20 +60,22 @@ def _block(x: np.ndarray, C: np.ndarray, device: str) -> tuple[torch.Tensor, tor
 
 
 @torch.no_grad()
-def _lloyd_stats(x: np.ndarray, C: np.ndarray, device: str) -> dict[str, np.ndarray]:
-    """One partition's share of a Lloyd step under centres ``C``."""
+def _lloyd_stats(x: np.ndarray, C: np.ndarray, device: str, moments: bool = False) -> dict[str, np.ndarray]:
+    """One partition's share of a Lloyd step under centres ``C`` (with ``moments``: also Σx and Σ||x||²,
+    for the tolerance; the first pass only)."""
     xt, Ct, dev = _block(x, C, device)
     k, d = Ct.shape
     sums = torch.zeros((k, d), dtype=torch.float64, device=dev)
     counts = torch.zeros(k, dtype=torch.float64, device=dev)
     labels, dist = _assign(xt, Ct, _chunk_rows(len(xt), k, dev, None, d), sums=sums, counts=counts, exact_sq=True)
     far = torch.topk(dist, min(_FAR, len(xt))).indices
-    return {"sums": sums.cpu().numpy(), "counts": counts.cpu().numpy(),
-            "inertia": np.array([float(dist.sum(dtype=torch.float64))]),
-            "x_sum": xt.sum(0, dtype=torch.float64).cpu().numpy(),
-            "x_sq": np.array([float(_row_sq_norms(xt).sum(dtype=torch.float64))]),
-            "far_dist": dist[far].cpu().numpy(), "far_x": xt[far].cpu().numpy(),
-            "far_label": labels[far].cpu().numpy()}
+    out = {"sums": sums.cpu().numpy(), "counts": counts.cpu().numpy(),
+           "inertia": np.array([float(dist.sum(dtype=torch.float64))]),
+           "far_dist": dist[far].cpu().numpy(), "far_x": xt[far].cpu().numpy(), "far_label": labels[far].cpu().numpy()}
+    if moments:
+        out["x_sum"] = sums.sum(0).cpu().numpy()  # the cluster sums add up to Σ x
+        out["x_sq"] = np.array([float(_row_sq_norms(xt).sum(dtype=torch.float64))])
+    return out
 
 
 def _combine(*parts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -224,7 +226,7 @@ class DaskKMeans(BaseClusterer):
         for it in range(int(self.max_iter)):
             t_it = time.perf_counter()
             Cd = dask.delayed(C, pure=True)
-            s = _tree_sum([dask.delayed(_lloyd_stats)(b, Cd, dev) for b in blocks]).compute()
+            s = _tree_sum([dask.delayed(_lloyd_stats)(b, Cd, dev, tol_abs is None) for b in blocks]).compute()
             if tol_abs is None:  # the data's mean per-feature variance, from the first pass (as KMeans)
                 mean = s["x_sum"] / n
                 tol_abs = max(0.0, float(s["x_sq"][0] / n - mean @ mean) / X.shape[1]) * float(self.tol)
@@ -340,7 +342,8 @@ class DaskKMeans(BaseClusterer):
         C = dask.delayed(np.asarray(self.cluster_centers_, dtype=np.float32), pure=True)
         if np.dtype(dtype) == np.int64:
             return X.map_blocks(func, C, str(self.device), *extra, drop_axis=1, dtype=dtype)
-        return X.map_blocks(func, C, str(self.device), *extra, chunks=(X.chunks[0], (len(self.cluster_centers_),)), dtype=dtype)
+        return X.map_blocks(func, C, str(self.device), *extra, chunks=(X.chunks[0], (len(self.cluster_centers_),)),
+                            dtype=dtype)
 
     def _out(self, result: Any) -> Any:
         return result.compute() if self._numpy_input else result
