@@ -335,7 +335,7 @@ def project(results: Path, workers: tuple[int, ...] = (1, 8, 16, 64, 256)) -> st
     dask_recs = [json.loads(line) for line in (results / "dask.jsonl").read_text().splitlines() if line.strip()]
     ours = max((r for r in dask_recs if r["library"] == "deepclust DaskKMeans" and r.get("partition_lloyd_seconds")
                 and not r.get("side_by_side")), key=lambda r: r["n"])
-    parts_per_worker = ours["partitions"] / ours["workers"]
+    parts_per_worker = math.ceil(ours["partitions"] / ours["workers"])  # the busiest worker
     overhead = ours["seconds_per_iteration"] - parts_per_worker * (ours["partition_lloyd_seconds"]
                                                                    + (ours["partition_read_seconds"] or 0))
     t = TARGET
