@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[test,bench,umap,text,images]"
+	$(PY) -m pip install -q -e ".[test,bench,umap,text,images,dask]"
 	@# compile UMAP's numba kernels once into their disk cache (deepclust.reduction.cache_umap_kernels),
 	@# so that the first `deepclust run` does not spend ~20 s compiling them
 	$(PY) -c "import numpy as np; from deepclust.reduction import umap_layout; \

@@ -13,7 +13,7 @@ source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± st
 (benchmarks/clustpy_side_by_side.py), ``select-k`` (benchmarks/select_k_bench.py), ``k-anchors``
 (its ``--anchors`` records beside select_k's v2 records of seed 0), ``semisup``
 (benchmarks/semisup_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py), ``depict-init``
-(benchmarks/depict_init_bench.py), ``ddp`` (benchmarks/ddp_bench.py) and the GPU
+(benchmarks/depict_init_bench.py), ``ddp`` (benchmarks/ddp_bench.py), ``dask`` (benchmarks/dask_bench.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
 every ``gpu-*.jsonl`` (benchmarks/gpu/collect.py writes them) and say what still awaits the call.
 Below each table a line says whether the machine was idle, from the load average in the records.
@@ -130,6 +130,9 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
         return latest(records, lambda r: (r["dataset"], r["encoder"], r["seed"], r["label_fraction"], r["method"]))
     if kind == "ddp":
         return latest(records, lambda r: (r["method"], r["dataset"], r["processes"], r["threads_per_process"], r["seed"]))
+    if kind == "dask":
+        return latest(records, lambda r: (r["n"], r["k"], r["max_iter"], r["library"], r.get("init"),
+                                          bool(r.get("side_by_side"))))
     if kind == "mcr2":
         return latest(records, lambda r: (r["dataset"], r.get("label", r["method"]), r["seed"]))
     return latest(records, _bench_key)
@@ -359,6 +362,15 @@ KINDS: dict[str, Callable[..., str]] = {
     "gpu-other": table_gpu_other, "gpu-status": table_gpu_status,
 }
 KINDS["manyclass"] = table_manyclass  # bench records with non-empty clusters, × k-means and load (issue 20)
+
+
+def table_dask(records: Records) -> str:
+    from dask_bench import table_of  # k-means on Dask vs MiniBatchKMeans streaming, dask-ml side by side (issue 19)
+
+    return table_of(records)
+
+
+KINDS["dask"] = table_dask
 
 
 # ---------------------------------------------------------------------------------------------- driver

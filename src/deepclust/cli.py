@@ -5,6 +5,7 @@
     deepclust merge RUN --k K [--out DIR]                                         (coarsen, no refit)
     deepclust cluster INPUT --method NAME --n-clusters K [--seed S] [--device D] --out DIR
                       [--labels FILE | --labels-column NAME] [--constraints FILE]
+                      [--scheduler ADDRESS | --distributed]                             (k-means on Dask)
     deepclust datasets
     deepclust methods
     deepclust bench --methods A,B --datasets X,Y --seeds 0,1,2 --out FILE.jsonl
@@ -101,6 +102,43 @@ def _seeds(text: str) -> list[int]:
                              f"got {text!r}") from exc
 
 
+def _on_dask(args: argparse.Namespace) -> bool:
+    """Whether --scheduler, --distributed or $DEEPCLUST_DASK_SCHEDULER ask for a Dask run."""
+    import os
+
+    from deepclust.scale import SCHEDULER_ENV
+
+    return bool(args.scheduler or args.distributed or os.environ.get(SCHEDULER_ENV))
+
+
+def cmd_cluster_dask(args: argparse.Namespace) -> int:
+    """``deepclust cluster … --scheduler ADDRESS | --distributed``: k-means on a Dask cluster."""
+    from deepclust.scale import cluster_on_dask
+
+    unsupported = [opt for opt, given in (("--encoder", args.encoder != "raw"), ("--noise", args.noise),
+                                          ("--labels", args.labels), ("--labels-column", args.labels_column),
+                                          ("--constraints", args.constraints), ("--text-column", args.text_column))
+                   if given]
+    if unsupported:
+        raise DeepclustError(f"{', '.join(unsupported)} cannot be used with a Dask run (--scheduler/--distributed); "
+                             "embed first with deepclust.scale.encode_on_dask")
+    summary = cluster_on_dask(args.input, args.out, n_clusters=args.n_clusters, method=args.method, seed=args.seed,
+                              device=args.device, params=_parse_params(args.param), data_dir=args.data_dir,
+                              label_column=args.label_column, scheduler=args.scheduler,
+                              distributed=args.distributed, overwrite=args.overwrite)
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    dk = summary["dask"]
+    print(f"kmeans (Dask) on {summary['dataset']} ({summary['n_samples']} samples in {summary['partitions']} "
+          f"partitions, k={summary['n_clusters']}, {dk.get('n_workers', 'local')} workers at {dk['scheduler']}): "
+          f"fit {summary['seconds']['fit']:.2f}s, {summary['n_iter']} iterations")
+    _print_scores(summary["scores"])
+    print(f"  label-free scores on a sample of {summary['score_sample']} rows; results written to {summary['out']}/ "
+          "(assignments.csv, metrics.json, model/)")
+    return 0
+
+
 def cmd_cluster(args: argparse.Namespace) -> int:
     from deepclust import distributed
     from deepclust.output import check_out_dir, reserve_out_dir
@@ -108,6 +146,8 @@ def cmd_cluster(args: argparse.Namespace) -> int:
     from deepclust.runtime import set_threads
 
     set_threads(args.threads)
+    if _on_dask(args):
+        return cmd_cluster_dask(args)
     read_kwargs = {k: v for k, v in (("label_column", args.label_column), ("text_column", args.text_column)) if v}
     inputs = (args.input, args.data_dir)
 
@@ -172,6 +212,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from deepclust.run import run
     from deepclust.runtime import set_threads
 
+    if args.scheduler or args.distributed:
+        raise DeepclustError("deepclust run compares pipelines in one process and does not run on Dask; for data "
+                             "beyond one machine use: deepclust cluster INPUT --method kmeans -k K --distributed "
+                             "(or --scheduler ADDRESS)")
     set_threads(args.threads)
     read_kwargs = {k: v for k, v in (("label_column", args.label_column), ("text_column", args.text_column)) if v}
     echo = None if (args.json or args.quiet) else (lambda msg: print(msg, flush=True))
@@ -302,6 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="leave points that belong to no cluster unassigned (-1): HDBSCAN's own noise, else "
                             "points far from their cluster's centre (median + 3 MAD; see deepclust.noise)")
 
+    def dask_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="k-means on this Dask scheduler, e.g. tcp://host:8786 (default: "
+                            "$DEEPCLUST_DASK_SCHEDULER); the data (.npy, Parquet folder) are read by the workers")
+        p.add_argument("--distributed", action="store_true",
+                       help="k-means on Dask on a LocalCluster of this machine (bounded memory)")
+
     def threads(p: argparse.ArgumentParser) -> None:
         p.add_argument("--threads", type=_positive_int, default=None, metavar="N",
                        help="torch CPU threads (default: $OMP_NUM_THREADS, else the free cores: cores minus the "
@@ -327,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tables: a column of partial labels (empty cells = unlabelled; not used as a feature)")
     p.add_argument("--constraints", default=None, metavar="FILE",
                    help="pairwise constraints for cop-kmeans / pckmeans: a CSV of i,j,must or i,j,cannot rows")
+    dask_options(p)
     common(p)
     p.set_defaults(func=cmd_cluster)
 
@@ -351,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None, help="data folder (default: $DEEPCLUST_DATA or the user cache)")
     noise(p)
     threads(p)
+    dask_options(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("merge", help="coarsen a finished run to fewer clusters along its merge tree (no refit)")

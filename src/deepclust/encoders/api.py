@@ -95,7 +95,14 @@ def encode_with_info(data: Any, name: str | Encoder = "raw", *, device: Any = "a
                      **options: Any) -> tuple[np.ndarray, dict[str, Any]]:
     """Like :func:`encode`, and also what was done: ``{"name", "identity", "cached", "seconds", "dim"}``."""
     from deepclust.device import resolve_device
+    from deepclust.scale import encode_on_dask, is_dask_collection
 
+    if is_dask_collection(data):  # partition by partition on the workers, to Parquet (deepclust.scale)
+        if isinstance(name, Encoder) or not cache:
+            raise DeepclustError("a Dask collection is encoded on the workers by an encoder name (its files are the "
+                                 "cache); give the name, with cache=True")
+        return encode_on_dask(data, name, out_dir=cache_dir, device=str(device), batch_size=batch_size,
+                              random_state=random_state, **options)
     X, modality = _unpack(data)
     if modality == "text" and not isinstance(X, list):
         X = [str(t) for t in X]
@@ -155,6 +162,10 @@ def encode(data: Any, name: str | Encoder = "raw", *, device: Any = "auto", batc
     on disk (``cache_dir``, else ``$DEEPCLUST_CACHE``, else the user cache) keyed by the
     encoder's identity and a fingerprint of the data; ``cache=False`` always recomputes.
     ``options`` go to the encoder (e.g. ``epochs=20`` for ``pretext``, ``image_size=128``).
+
+    A Dask array (images, vectors) or Series (texts) is encoded partition by partition on the Dask
+    workers and written to Parquet (``cache_dir``: that folder), resumably; the result is then a lazy
+    Dask array (see :func:`deepclust.scale.encode_on_dask`).
     """
     return encode_with_info(data, name, device=device, batch_size=batch_size, cache=cache, cache_dir=cache_dir,
                             random_state=random_state, **options)[0]
