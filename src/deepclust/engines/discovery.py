@@ -45,11 +45,18 @@ from deepclust.engines.kmeans import KMeans, _sq_distances, _to_device, _torch_g
 from deepclust.errors import DeepclustError
 from deepclust.supervision import SemiSupervisedClusterer
 
-__all__ = ["NCDKMeans", "NearestCentre", "NCDSpectralClustering", "estimate_n_novel", "ncd_kmeans", "spectral_embedding",
+__all__ = ["class_means", "NCDKMeans", "NearestCentre", "NCDSpectralClustering", "estimate_n_novel", "ncd_kmeans", "spectral_embedding",
            "tune_on_hidden_classes"]
 
 
 # ---------------------------------------------------------------------------------------------- shared parts
+def class_means(Z: np.ndarray, codes: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes × d) means of the rows of ``Z`` by class code 0 … n_classes-1 (0 rows when there is none)."""
+    if not n_classes:
+        return np.zeros((0, Z.shape[1]), np.float32)
+    return np.stack([Z[codes == c].mean(0) for c in range(n_classes)]).astype(np.float32)
+
+
 def ncd_kmeans(Z: np.ndarray, known_centres: np.ndarray, n_novel: int, *, n_init: int = 10, random_state: int = 0,
                device: Any = "cpu") -> tuple[np.ndarray, np.ndarray, float]:
     """NCD k-means of the unlabelled samples ``Z``: (novel centres, labels 0 … n_novel-1, inertia).
@@ -230,8 +237,7 @@ class _DiscoveryBase(NearestCentre, SemiSupervisedClusterer):
         self.known_classes_ = known.astype(np.int64)
         self.novel_classes_ = np.arange(first_novel, first_novel + self.n_novel_, dtype=np.int64)
         self.classes_ = np.concatenate([self.known_classes_, self.novel_classes_])
-        known_centres = np.stack([Z[~unlabelled][codes == c].mean(0) for c in range(len(known))]) if len(known) \
-            else np.zeros((0, Z.shape[1]), np.float32)
+        known_centres = class_means(Z[~unlabelled], codes, len(known))
         self.cluster_centers_ = np.concatenate([known_centres, novel_centres]).astype(np.float32)
         labels = y.copy()
         labels[unlabelled] = self.novel_classes_[novel_labels]
@@ -287,8 +293,7 @@ class NCDKMeans(_DiscoveryBase):
 
     def _discover(self, X, labelled, codes, n_known, n_novel):
         Z = self._space(X)
-        known_centres = np.stack([Z[labelled][codes == c].mean(0) for c in range(n_known)]) if n_known \
-            else np.zeros((0, Z.shape[1]), np.float32)
+        known_centres = class_means(Z[labelled], codes, n_known)
         curve = {}
         if n_novel is None:
             n_novel, curve = self._estimate(Z[~labelled])
@@ -340,8 +345,7 @@ class NCDSpectralClustering(_DiscoveryBase):
         E = spectral_embedding(flat, n_comp, min_dist)
         if n_novel is None:
             n_novel, curve = self._estimate(E[~labelled])
-        known_centres = np.stack([E[labelled][codes == c].mean(0) for c in range(n_known)]) if n_known \
-            else np.zeros((0, E.shape[1]), np.float32)
+        known_centres = class_means(E[labelled], codes, n_known)
         _, labels, _ = ncd_kmeans(E[~labelled], known_centres, n_novel, n_init=self.n_init,
                                   random_state=self.random_state, device=self.device)
         # centres for new samples: class means in the given feature space

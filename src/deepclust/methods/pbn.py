@@ -28,7 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from deepclust.device import resolve_device
-from deepclust.engines.discovery import _DiscoveryBase, ncd_kmeans
+from deepclust.engines.discovery import _DiscoveryBase, class_means, ncd_kmeans
 from deepclust.errors import DeepclustError
 from deepclust.methods._autoencoder import check_choice
 from deepclust.runtime import seeded_generator
@@ -159,8 +159,7 @@ class PBN(_DiscoveryBase):
         curve = {}
         if n_novel is None:
             n_novel, curve = self._estimate(Z[~labelled])
-        known_centres = np.stack([Z[labelled][codes == c].mean(0) for c in range(n_known)]) \
-            if n_known and self.clustering == "ncd-kmeans" else np.zeros((0, Z.shape[1]), np.float32)
+        known_centres = class_means(Z[labelled], codes, n_known if self.clustering == "ncd-kmeans" else 0)
         centres, labels, _ = ncd_kmeans(Z[~labelled], known_centres, n_novel, n_init=int(self._hp("kmeans_n_init")),
                                         random_state=self.random_state, device=dev)
         self.history_ = {"train": list(history)}
