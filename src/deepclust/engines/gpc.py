@@ -21,13 +21,23 @@ authors' ``split_and_merge_op``:
 3. the components that were not split are each paired with their nearest such component and merged
    when the inverse ratio is above 1.
 
-Rounds repeat until no split or merge is accepted (or ``max_rounds``). The authors accept a rejected
-proposal with probability 0.1 to keep exploring while the representation changes; with frozen
-features that only adds noise, so proposals here are accepted on the ratio alone (deterministic).
-NIW prior as the authors' defaults: mean = data mean, κ = 1e-4, ν = d + 1, Ψ = ``prior_scale`` · I,
-``prior_scale`` relative to the data's mean per-feature variance (the authors' 0.005 on unit-norm
-768-d features is about 4–8 times it); rows are L2-normalised first (``normalize``, as the paper's
-features).
+Rounds repeat until no split or merge is accepted (or ``max_rounds``). Where this differs from the
+authors' code, and why:
+
+* they accept a rejected proposal with probability 0.1 to keep exploring while the representation
+  changes; with frozen features that only adds noise, so proposals are accepted on the ratio alone;
+* they never touch a component that holds labelled samples; on frozen features a novel class next to
+  a known one is then swallowed for good. Here such a component may shed its unlabelled part (2-means
+  with its labelled samples held in one half, the same ratio), and may absorb its nearest free
+  component (the merge ratio); labelled samples never change class;
+* the mixture runs on ``pca_dim`` (16) principal components of the L2-normalised features: in the
+  hundreds of dimensions of a text embedding the full-covariance NIW marginal likelihood charges so
+  much for each component that every merge is accepted (searchsnippets' 8 classes fell to 4).
+
+NIW prior as the authors': mean = data mean, κ = 1e-4, ν = d + 1, Ψ = ``prior_scale`` · I, here
+relative to the mean per-feature variance of the (reduced) features. On raw pixels or pen
+coordinates the Gaussian likelihood keeps splitting non-Gaussian classes (BENCHMARKS.md): GPC's
+representation learning, which makes the classes compact, is what that needs.
 """
 
 from __future__ import annotations
