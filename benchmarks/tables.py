@@ -12,8 +12,9 @@ source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± st
 ``kmeans`` (benchmarks/kmeans_bench.py; options ``dataset=`` and ``init=``), ``clustpy``
 (benchmarks/clustpy_side_by_side.py), ``select-k`` (benchmarks/select_k_bench.py), ``k-anchors``
 (its ``--anchors`` records beside select_k's v2 records of seed 0), ``semisup``
-(benchmarks/semisup_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py), ``depict-init``
-(benchmarks/depict_init_bench.py), ``ddp`` (benchmarks/ddp_bench.py), ``dask`` (benchmarks/dask_bench.py) and the GPU
+(benchmarks/semisup_bench.py), ``discovery`` (benchmarks/discovery_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py),
+``depict-init`` (benchmarks/depict_init_bench.py), ``ddp`` (benchmarks/ddp_bench.py), ``dask``
+(benchmarks/dask_bench.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
 every ``gpu-*.jsonl`` (benchmarks/gpu/collect.py writes them) and say what still awaits the call.
 Below each table a line says whether the machine was idle, from the load average in the records.
@@ -135,6 +136,8 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
                                           bool(r.get("side_by_side"))))
     if kind == "mcr2":
         return latest(records, lambda r: (r["dataset"], r.get("label", r["method"]), r["seed"]))
+    if kind == "discovery":
+        return latest(records, lambda r: (r["benchmark"], r["dataset"], r["method"], r.get("setting"), r["seed"]))
     return latest(records, _bench_key)
 
 
@@ -276,6 +279,12 @@ def table_ddp(records: Records) -> str:
     return table_of(records)
 
 
+def table_discovery(records: Records) -> str:
+    from discovery_bench import table_of
+
+    return table_of(records)
+
+
 def _gpu(records: Records, steps: Callable[[str], bool]) -> Records:
     return [r for r in records if steps(r.get("step", "")) and "status" not in r]
 
@@ -362,6 +371,7 @@ KINDS: dict[str, Callable[..., str]] = {
     "gpu-other": table_gpu_other, "gpu-status": table_gpu_status,
 }
 KINDS["manyclass"] = table_manyclass  # bench records with non-empty clusters, × k-means and load (issue 20)
+KINDS["discovery"] = table_discovery  # novel-class and generalized category discovery (issue 18, methods 5-6)
 
 
 def table_dask(records: Records) -> str:

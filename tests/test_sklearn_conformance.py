@@ -40,9 +40,11 @@ TINY: dict[str, dict] = {
     "tell": dict(epochs=2, batch_size=16, device="cpu"),
     "cpp": dict(_SELF_LABEL, hidden_dims=(8,), out_dim=4, batch_size=16),
     "mlc": dict(_SELF_LABEL, hidden_dims=(8,), out_dim=4, batch_size=16, warmup_epochs=1),
+    "pbn": dict(epochs=10, batch_size=16, latent_dim=4, k_max=4, kmeans_n_init=2, device="cpu"),
 }
 #: classical engines whose defaults need data larger than scikit-learn's checks use
-SMALL: dict[str, dict] = {"umap": dict(n_neighbors=5, n_components=2)}
+SMALL: dict[str, dict] = {"umap": dict(n_neighbors=5, n_components=2), "ncd-kmeans": dict(k_max=4, n_init=2),
+                          "ncd-spectral": dict(k_max=4, n_init=2)}
 
 
 def _checked_as_clusterer(estimator):

@@ -98,7 +98,9 @@ class SemiSupervisedClusterer(BaseClusterer):
         """Cluster ``X`` using partial labels ``y`` (class ids, -1 for unlabelled samples) and/or
         ``must_link`` / ``cannot_link`` lists of (i, j) sample-index pairs."""
         X = self._validate_input(X)
-        k = check_n_clusters(self.n_clusters, X.shape[0])
+        # a method that finds k itself takes n_clusters=None (then any number of labelled classes)
+        k = None if self.n_clusters is None and not self._requires_n_clusters else \
+            check_n_clusters(self.n_clusters, X.shape[0])
         yy = None if y is None else check_partial_labels(y, X.shape[0], k)
         ml, cl = check_constraints(must_link, cannot_link, X.shape[0], yy)
         sup = Supervision(yy, ml, cl)
@@ -121,7 +123,8 @@ def refuse_supervision(method: str, kinds: list[str], takes: tuple[str, ...]) ->
     wrong = [k for k in kinds if k not in takes]
     if not wrong:
         return
-    users = {"labels": "seeded-kmeans, constrained-kmeans, transductive-fewshot", "constraints": "cop-kmeans, pckmeans"}
+    users = {"labels": "seeded-kmeans, constrained-kmeans, transductive-fewshot, ncd-kmeans, ncd-spectral, pbn, gpc",
+             "constraints": "cop-kmeans, pckmeans"}
     raise DeepclustError(f"{method} does not use {' or '.join(wrong)}; methods that do: "
                          + "; ".join(f"{k}: {users[k]}" for k in wrong))
 

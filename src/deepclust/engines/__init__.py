@@ -9,6 +9,10 @@
   (partial labels or pairwise constraints).
 * :mod:`deepclust.engines.transductive` — transductive few-shot clustering (prototypes + Laplacian
   regularisation + a few labels, Ziko et al. 2021).
+* :mod:`deepclust.engines.discovery` — novel-class discovery: NCD k-means and NCD spectral clustering
+  (Troisemaine et al. 2024) and their shared parts.
+* :mod:`deepclust.engines.gpc` — generalized category discovery: a semi-supervised GMM sized by split
+  and merge (Zhao, Wen & Han, ICCV 2023).
 * :mod:`deepclust.engines.neighbors` — cosine (torch blocks or faiss) and Euclidean k-nearest neighbours.
 
 The classes are imported on first use, so ``import deepclust.engines`` stays cheap.
@@ -32,6 +36,9 @@ _WHERE = {
     "COPKMeans": "deepclust.engines.constrained",
     "PCKMeans": "deepclust.engines.constrained",
     "TransductiveFewShot": "deepclust.engines.transductive",
+    "NCDKMeans": "deepclust.engines.discovery",
+    "NCDSpectralClustering": "deepclust.engines.discovery",
+    "GPC": "deepclust.engines.gpc",
     "cosine_knn": "deepclust.engines.neighbors",
     "euclidean_knn": "deepclust.engines.neighbors",
 }

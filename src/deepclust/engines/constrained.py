@@ -83,6 +83,30 @@ def _group_means(X: torch.Tensor, groups: torch.Tensor, n_groups: int) -> tuple[
     return (sums / sizes.clamp(min=1)[:, None]).float(), sizes
 
 
+@torch.no_grad()
+def clamped_lloyd(Xt: torch.Tensor, C: torch.Tensor, fixed: torch.Tensor, fixed_labels: torch.Tensor,
+                  max_iter: int = 300, tol: float = 1e-4) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
+    """Lloyd iterations from the centres ``C`` in which the samples ``fixed`` keep the clusters
+    ``fixed_labels`` (constrained k-means, Basu et al. 2002): (centres, labels, iterations, converged)."""
+    n, k = Xt.shape[0], C.shape[0]
+    chunk = _chunk_rows(n, k, Xt.device, None, Xt.shape[1])
+    tol_abs = float(Xt.var(0).mean()) * float(tol)
+    prev = None
+    for it in range(1, int(max_iter) + 1):
+        labels, _ = _assign(Xt, C, chunk)
+        labels[fixed] = fixed_labels
+        means, sizes = _group_means(Xt, labels, k)
+        new_C = torch.where(sizes[:, None] > 0, means, C)  # an empty (unseeded) cluster keeps its centre
+        shift = float(((new_C - C) ** 2).sum())
+        C = new_C
+        if (prev is not None and torch.equal(labels, prev)) or shift <= tol_abs:
+            return C, labels, it, True
+        prev = labels
+    labels, _ = _assign(Xt, C, chunk)
+    labels[fixed] = fixed_labels
+    return C, labels, int(max_iter), False
+
+
 class _SupervisedKMeansBase(_KMeansPredictMixin, SemiSupervisedClusterer):
     """Shared parameters, checks, fitted attributes and prediction (nearest centre, Euclidean)."""
 
@@ -148,31 +172,8 @@ class SeededKMeans(_SupervisedKMeansBase):
             self._finish(Xt, torch.as_tensor(km.cluster_centers_, device=dev),
                          torch.as_tensor(km.labels_, device=dev), km.n_iter_, km.converged_)
             return
-        C, labels, n_iter, converged = self._clamped_lloyd(Xt, C, fixed, fixed_labels)
+        C, labels, n_iter, converged = clamped_lloyd(Xt, C, fixed, fixed_labels, int(self.max_iter), float(self.tol))
         self._finish(Xt, C, labels, n_iter, converged)
-
-    @torch.no_grad()
-    def _clamped_lloyd(self, Xt: torch.Tensor, C: torch.Tensor, fixed: torch.Tensor,
-                       fixed_labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int, bool]:
-        """Lloyd iterations in which the samples ``fixed`` keep the clusters ``fixed_labels``."""
-        n, k = Xt.shape[0], C.shape[0]
-        chunk = _chunk_rows(n, k, Xt.device, None, Xt.shape[1])
-        tol_abs = float(Xt.var(0).mean()) * float(self.tol)
-        prev = None
-        for it in range(1, int(self.max_iter) + 1):
-            labels, _ = _assign(Xt, C, chunk)
-            labels[fixed] = fixed_labels
-            means, sizes = _group_means(Xt, labels, k)
-            new_C = torch.where(sizes[:, None] > 0, means, C)  # an empty (unseeded) cluster keeps its centre
-            shift = float(((new_C - C) ** 2).sum())
-            C = new_C
-            if (prev is not None and torch.equal(labels, prev)) or shift <= tol_abs:
-                return C, labels, it, True
-            prev = labels
-        labels, _ = _assign(Xt, C, chunk)
-        labels[fixed] = fixed_labels
-        return C, labels, int(self.max_iter), False
-
 
 # ---------------------------------------------------------------------------------------------- COP
 class COPKMeans(_SupervisedKMeansBase):

@@ -78,6 +78,16 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("transductive-fewshot", "deepclust.engines.transductive:TransductiveFewShot",
                    "prototypes + Laplacian regularisation on a K-NN graph + a few labelled points, by a bound "
                    "optimiser with parallel per-point updates", "Ziko et al., arXiv 2106.09516 (2021)"),
+        MethodInfo("ncd-kmeans", "deepclust.engines.discovery:NCDKMeans",
+                   "novel-class discovery: k-means of the unlabelled samples whose new centres start away from the "
+                   "labelled (known) classes' means; n_novel='auto' by silhouette",
+                   "Troisemaine et al., DMKD 2024 (arXiv 2311.05440)"),
+        MethodInfo("ncd-spectral", "deepclust.engines.discovery:NCDSpectralClustering",
+                   "novel-class discovery: spectral embedding of known and unlabelled samples, then NCD k-means in it",
+                   "Troisemaine et al., DMKD 2024 (arXiv 2311.05440)"),
+        MethodInfo("gpc", "deepclust.engines.gpc:GPC",
+                   "generalized category discovery: semi-supervised GMM on frozen features whose number of components "
+                   "(known + novel classes) is found by split and merge", "Zhao, Wen & Han, ICCV 2023"),
         MethodInfo("depict", "deepclust.methods.depict:DEPICT",
                    "conv denoising autoencoder + softmax head trained on a frequency-regularised KL target",
                    "Ghasedi Dizaji et al., ICCV 2017", deep=True),
@@ -124,6 +134,10 @@ METHODS: dict[str, MethodInfo] = {
                    "MLC: features and a doubly stochastic membership learned jointly by maximal coding rate "
                    "reduction, after a coding-rate warm-up and the one-shot initialisation of the membership",
                    "Ding et al., ICCV 2023", deep=True),
+        MethodInfo("pbn", "deepclust.methods.pbn:PBN",
+                   "novel-class discovery in tables: encoder trained on known-class labels + reconstruction; the novel "
+                   "classes are k-means clusters of its latent space, their number its silhouette maximum",
+                   "Troisemaine et al., DMKD 2024 (arXiv 2311.05440)", deep=True),
         MethodInfo("tell", "deepclust.methods.tell:TELL",
                    "interpretable neural clustering: k-means as a layer whose weights are the centres, trained by "
                    "mini-batch gradient descent; explains clusters by their centres and samples by the deciding "
