@@ -78,6 +78,14 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("transductive-fewshot", "deepclust.engines.transductive:TransductiveFewShot",
                    "prototypes + Laplacian regularisation on a K-NN graph + a few labelled points, by a bound "
                    "optimiser with parallel per-point updates", "Ziko et al., arXiv 2106.09516 (2021)"),
+        MethodInfo("clusternet", "deepclust.methods.clusternet:ClusterNet",
+                   "autoencoder trained with pairwise constraints (contrastive, on the embedding) and a k-means loss "
+                   "to learned centres, assignments by constrained k-means", "Shukla, Cheema & Anand, BigMM 2020 "
+                   "(arXiv 1806.01547)", deep=True),
+        MethodInfo("dcc", "deepclust.methods.dcc:DCC",
+                   "deep constrained clustering from noisy pairwise annotations: logistic link loss with a learned "
+                   "annotator confusion matrix + log-volume (geometric) regulariser of the memberships",
+                   "Nguyen, Ibrahim & Fu, ICML 2023", deep=True),
         MethodInfo("depict", "deepclust.methods.depict:DEPICT",
                    "conv denoising autoencoder + softmax head trained on a frequency-regularised KL target",
                    "Ghasedi Dizaji et al., ICCV 2017", deep=True),
