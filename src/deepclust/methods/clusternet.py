@@ -68,7 +68,7 @@ class ClusterNet(SemiSupervisedClusterer, AutoencoderClusterer):
     _takes = ("constraints",)
     _saved_arrays = ("labels_", "cluster_centers_", "scale_shift_", "scale_")
     _saved_values = ("history_", "timings_", "architecture_", "scaling_", "n_iter_", "interrupted_", "converged_",
-                     "schedule_", "margin_", "violations_")
+                     "schedule_", "margin_", "violations_", "n_must_link_", "n_cannot_link_", "n_labelled_")
 
     def __init__(self, n_clusters: int = 10, *, pair_weight: float = 1.0, kmeans_weight: float = 0.1,
                  margin: float | None = None, update_interval: int = 100, tol: float = 0.001, max_iter: int = 1000,

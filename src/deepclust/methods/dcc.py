@@ -89,7 +89,8 @@ class DCC(SemiSupervisedClusterer, SelfLabelClusterer):
     _noisy_constraints = True
     _networks = ("net_",)
     _saved_arrays = ("labels_",)
-    _saved_values = ("history_", "timings_", "violations_", "n_iter_", "converged_", "interrupted_")
+    _saved_values = ("history_", "timings_", "violations_", "n_iter_", "converged_", "interrupted_", "n_must_link_",
+                     "n_cannot_link_", "n_labelled_")
     _display_name = "DCC"
 
     def __init__(self, n_clusters: int = 10, *, volume_weight: float = 0.01, noise_model: bool = True,
