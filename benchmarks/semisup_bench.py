@@ -109,8 +109,7 @@ def measure_pairs(name: str, encoder: str, seeds: list[int], methods: tuple[str,
                 scores = {} if labels is None else {
                     "acc": metrics.accuracy(ds.y[rest], labels[rest]), "nmi": metrics.nmi(ds.y[rest], labels[rest]),
                     "ari": metrics.ari(ds.y[rest], labels[rest]),
-                    "violated": int((labels[ml[:, 0]] != labels[ml[:, 1]]).sum()
-                                    + (labels[cl[:, 0]] == labels[cl[:, 1]]).sum())}
+                    "violated": sum(sup.violations(labels).values())}
                 records.append({
                     "benchmark": "semisup-pairs", "dataset": name, "protocol": ds.meta.protocol, "encoder": encoder,
                     "method": method, "params": PAIR_PARAMS.get(method, {}), "seed": seed, "pair_fraction": fraction,

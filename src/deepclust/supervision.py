@@ -65,6 +65,12 @@ class Supervision:
             kw["cannot_link"] = self.cannot_link
         return kw
 
+    def violations(self, labels: np.ndarray) -> dict[str, int]:
+        """How many must-links ``labels`` split and how many cannot-links it joins."""
+        lab = np.asarray(labels)
+        return {"must_link": int((lab[self.must_link[:, 0]] != lab[self.must_link[:, 1]]).sum()),
+                "cannot_link": int((lab[self.cannot_link[:, 0]] == lab[self.cannot_link[:, 1]]).sum())}
+
     def describe(self) -> dict[str, int]:
         """Counts for metrics.json and the report."""
         return {"n_labelled": self.n_labelled, "n_classes_labelled": 0 if self.y is None else

@@ -168,9 +168,8 @@ class ClusterNet(SemiSupervisedClusterer, AutoencoderClusterer):
         self.history_["cluster"] = list(history)
         self.n_iter_ = len(history) * int(self.update_interval)
         self.cluster_centers_ = centers.detach().cpu().numpy()
-        self.labels_ = lab = self._assign(self._embed_scaled(Xt), centers.detach(), groups).cpu().numpy()
-        self.violations_ = {"must_link": int((lab[sup.must_link[:, 0]] != lab[sup.must_link[:, 1]]).sum()),
-                            "cannot_link": int((lab[sup.cannot_link[:, 0]] == lab[sup.cannot_link[:, 1]]).sum())}
+        self.labels_ = self._assign(self._embed_scaled(Xt), centers.detach(), groups).cpu().numpy()
+        self.violations_ = sup.violations(self.labels_)
         self.converged_ = bool(state["changed"] < float(self.tol))
         mark_interrupted(self, self.interrupted_ or history.interrupted)
         if not self.interrupted_ and not self.converged_ and len(history):

@@ -181,9 +181,7 @@ class DCC(SemiSupervisedClusterer, SelfLabelClusterer):
         self.converged_ = bool(state["changed"] < float(self.tol))
         self.history_ = {"train": list(history)}
         self.timings_ = {"train": time.perf_counter() - t0}
-        lab = self.labels_
-        self.violations_ = {"must_link": int((lab[sup.must_link[:, 0]] != lab[sup.must_link[:, 1]]).sum()),
-                            "cannot_link": int((lab[sup.cannot_link[:, 0]] == lab[sup.cannot_link[:, 1]]).sum())}
+        self.violations_ = sup.violations(self.labels_)
         mark_interrupted(self, history.interrupted)
 
     def _memberships(self, Xt: torch.Tensor) -> torch.Tensor:
