@@ -96,6 +96,8 @@ def test_dcc_keeps_must_linked_pairs_together() -> None:
     assert metrics.accuracy(t, lab) > 0.95
     assert model.violations_["must_link"] == int((lab[ml[:, 0]] != lab[ml[:, 1]]).sum())
     assert model.confusion_.shape == (4, 4)
+    images = DCC(4, random_state=0, **SMALL_DCC).fit(X.reshape(-1, 2, 2, 2), must_link=ml, cannot_link=cl)
+    assert metrics.accuracy(t, images.labels_) > 0.95  # images are flattened
 
 
 def test_dcc_degrades_gracefully_with_flipped_annotations() -> None:

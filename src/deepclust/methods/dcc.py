@@ -67,7 +67,7 @@ class DCC(SemiSupervisedClusterer, SelfLabelClusterer):
 
     ``fit(X, must_link=[(i, j), …], cannot_link=[…])``; contradicting pairs are accepted (they are
     what noisy annotations look like). Without constraints there is nothing to learn from and ``fit``
-    refuses.
+    refuses. Inputs are vectors (embeddings, table rows) or images, which are flattened.
 
     Parameters
     ----------
@@ -87,6 +87,7 @@ class DCC(SemiSupervisedClusterer, SelfLabelClusterer):
 
     _takes = ("constraints",)
     _noisy_constraints = True
+    _max_input_dims = 4  # images are flattened
     _networks = ("net_",)
     _saved_arrays = ("labels_",)
     _saved_values = ("history_", "timings_", "violations_", "n_iter_", "converged_", "interrupted_", "n_must_link_",
