@@ -132,20 +132,21 @@ def pairs_table_of(records: list[dict[str, Any]]) -> str:
     for r in records:
         groups[(r["dataset"], r["encoder"], r["pair_fraction"])][r["method"]].append(r)
     shown = [m for m in ("kmeans", *PAIR_METHODS) if any(m in by for by in groups.values())]
-    lines = [f"| set | features | pairs | must / cannot-links | scored on | {' | '.join(NAMES[m] for m in shown)} "
+    lines = [f"| set | features | pairs | must / cannot-links (first seed) | scored on | {' | '.join(NAMES[m] for m in shown)} "
              "| seeds |", "|---|---|---:|---:|---|" + "---:|" * len(shown) + "---:|"]
 
-    def cell(rs: list[dict[str, Any]]) -> str:
+    def cell(rs: list[dict[str, Any]], seeds: int) -> str:
         accs = [r["acc"] for r in rs if r["status"] == "ok"]
         failed = len(rs) - len(accs)
         text = f"{np.mean(accs):.3f} ± {np.std(accs):.3f}" if accs else "–"
-        return text + (f" ({failed} failed)" if failed else "")
+        notes = [f"{failed} failed"] * bool(failed) + [f"{len(rs)} of {seeds} seeds"] * (len(rs) < seeds)
+        return text + (f" ({', '.join(notes)})" if notes else "")
 
     for (name, encoder, fraction), by in sorted(groups.items()):
         first = by["kmeans"][0]
         scored = sorted({r["scored_on"] for rs in by.values() for r in rs})
         lines.append(f"| {name} | {encoder} | {fraction:.1%} | {first['n_must_link']:,} / {first['n_cannot_link']:,} | "
-                     f"{', '.join(scored)} | " + " | ".join(cell(by.get(m, [])) for m in shown)
+                     f"{', '.join(scored)} | " + " | ".join(cell(by.get(m, []), len(by["kmeans"])) for m in shown)
                      + f" | {len(by['kmeans'])} |")
     return "\n".join(lines)
 
@@ -227,10 +228,11 @@ def main() -> int:
         sets = [s for s, _ in PAIR_SETS] if args.sets == parser.get_default("sets") else args.sets.split(",")
         methods = PAIR_METHODS if args.methods == parser.get_default("methods") else tuple(args.methods.split(","))
     for name in (sets if args.pairs else args.sets.split(",")):
-        records = (measure_pairs(name, encoders.get(name, "raw"), seeds, methods) if args.pairs else
-                   measure(name, encoders.get(name, "raw"), seeds, tuple(args.methods.split(","))))
-        with open(args.out, "a") as fh:
-            fh.writelines(json.dumps(r) + "\n" for r in records)
+        for some in ([[s] for s in seeds] if args.pairs else [seeds]):  # pairs: records kept seed by seed
+            records = (measure_pairs(name, encoders.get(name, "raw"), some, methods) if args.pairs else
+                       measure(name, encoders.get(name, "raw"), some, tuple(args.methods.split(","))))
+            with open(args.out, "a") as fh:
+                fh.writelines(json.dumps(r) + "\n" for r in records)
     return 0
 
 
