@@ -12,7 +12,7 @@ source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± st
 ``kmeans`` (benchmarks/kmeans_bench.py; options ``dataset=`` and ``init=``), ``clustpy``
 (benchmarks/clustpy_side_by_side.py), ``select-k`` (benchmarks/select_k_bench.py), ``k-anchors``
 (its ``--anchors`` records beside select_k's v2 records of seed 0), ``semisup``
-and ``semisup-pairs`` (benchmarks/semisup_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py), ``depict-init``
+(benchmarks/semisup_bench.py), ``semisup-pairs`` (benchmarks/semisup_pairs_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py), ``depict-init``
 (benchmarks/depict_init_bench.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
 every ``gpu-*.jsonl`` (benchmarks/gpu/collect.py writes them) and say what still awaits the call.
@@ -268,9 +268,9 @@ def table_semisup(records: Records) -> str:
 
 
 def table_semisup_pairs(records: Records) -> str:
-    from semisup_bench import pairs_table_of
+    from semisup_pairs_bench import table_of
 
-    return pairs_table_of(records)
+    return table_of(records)
 
 
 def _gpu(records: Records, steps: Callable[[str], bool]) -> Records:
