@@ -12,8 +12,9 @@ source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± st
 ``kmeans`` (benchmarks/kmeans_bench.py; options ``dataset=`` and ``init=``), ``clustpy``
 (benchmarks/clustpy_side_by_side.py), ``select-k`` (benchmarks/select_k_bench.py), ``k-anchors``
 (its ``--anchors`` records beside select_k's v2 records of seed 0), ``semisup``
-(benchmarks/semisup_bench.py), ``discovery`` (benchmarks/discovery_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py),
-``depict-init`` (benchmarks/depict_init_bench.py), ``ddp`` (benchmarks/ddp_bench.py), ``dask``
+(benchmarks/semisup_bench.py), ``semisup-pairs`` (benchmarks/semisup_pairs_bench.py), ``discovery``
+(benchmarks/discovery_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py), ``depict-init``
+(benchmarks/depict_init_bench.py), ``ddp`` (benchmarks/ddp_bench.py), ``dask``
 (benchmarks/dask_bench.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
 every ``gpu-*.jsonl`` (benchmarks/gpu/collect.py writes them) and say what still awaits the call.
@@ -134,6 +135,8 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
     if kind == "dask":
         return latest(records, lambda r: (r["n"], r["k"], r["max_iter"], r["library"], r.get("init"),
                                           bool(r.get("side_by_side"))))
+    if kind == "semisup-pairs":
+        return latest(records, lambda r: (r["dataset"], r["encoder"], r["seed"], r["pair_fraction"], r["method"]))
     if kind == "mcr2":
         return latest(records, lambda r: (r["dataset"], r.get("label", r["method"]), r["seed"]))
     if kind == "discovery":
@@ -285,6 +288,12 @@ def table_discovery(records: Records) -> str:
     return table_of(records)
 
 
+def table_semisup_pairs(records: Records) -> str:
+    from semisup_pairs_bench import table_of
+
+    return table_of(records)
+
+
 def _gpu(records: Records, steps: Callable[[str], bool]) -> Records:
     return [r for r in records if steps(r.get("step", "")) and "status" not in r]
 
@@ -370,6 +379,7 @@ KINDS: dict[str, Callable[..., str]] = {
     "gpu-depict": table_gpu_depict, "gpu-kmeans": table_gpu_kmeans, "gpu-clustpy": table_gpu_clustpy,
     "gpu-other": table_gpu_other, "gpu-status": table_gpu_status,
 }
+KINDS["semisup-pairs"] = table_semisup_pairs  # pairwise constraints: COP/PCK-k-means, ClusterNet, DCC (issue 18)
 KINDS["manyclass"] = table_manyclass  # bench records with non-empty clusters, × k-means and load (issue 20)
 KINDS["discovery"] = table_discovery  # novel-class and generalized category discovery (issue 18, methods 5-6)
 

@@ -20,6 +20,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from deepclust.errors import DeepclustError
 from deepclust.methods import METHODS, make_method
 from deepclust.supervision import SemiSupervisedClusterer
+from deepclust.validation import as_float_array
 
 _AE = dict(hidden_dims=(8, 8, 16), embedding_dim=2, pretrain_epochs=2, batch_size=16, device="cpu")
 _SELF_LABEL = dict(epochs=2, device="cpu")
@@ -41,7 +42,12 @@ TINY: dict[str, dict] = {
     "cpp": dict(_SELF_LABEL, hidden_dims=(8,), out_dim=4, batch_size=16),
     "mlc": dict(_SELF_LABEL, hidden_dims=(8,), out_dim=4, batch_size=16, warmup_epochs=1),
     "pbn": dict(epochs=10, batch_size=16, latent_dim=4, k_max=4, kmeans_n_init=2, device="cpu"),
+    "clusternet": dict(_AE, max_iter=10, update_interval=5),
+    "dcc": dict(hidden_dims=(16,), batch_size=16, volume_batch=16, steps_per_round=20, max_rounds=5, device="cpu"),
 }
+#: methods that learn from pairwise constraints only (they refuse to fit without): their checks run with
+#: pairs found in X itself, each sample must-linked to its nearest neighbour and cannot-linked to its farthest
+NEEDS_PAIRS = {"DCC"}
 #: classical engines whose defaults need data larger than scikit-learn's checks use
 SMALL: dict[str, dict] = {"umap": dict(n_neighbors=5, n_components=2), "ncd-kmeans": dict(k_max=4, n_init=2),
                           "ncd-spectral": dict(k_max=4, n_init=2)}
@@ -58,9 +64,27 @@ def _checked_as_clusterer(estimator):
         return estimator
     name = f"{cls.__name__}WithoutY"
     if name not in globals():
-        globals()[name] = type(name, (cls,), {"fit": lambda self, X, y=None: cls.fit(self, X),
-                                              "__module__": __name__, "__qualname__": name})
+        fit = (lambda self, X, y=None: cls.fit(self, X, **_pairs_in(X))) if cls.__name__ in NEEDS_PAIRS else \
+            (lambda self, X, y=None: cls.fit(self, X))
+        globals()[name] = type(name, (cls,), {"fit": fit, "__module__": __name__, "__qualname__": name})
     return globals()[name](**estimator.get_params())
+
+
+def _pairs_in(X) -> dict:
+    """Label-free must-links (nearest neighbour) and cannot-links (farthest sample) of valid X; nothing for
+    input the method must refuse itself."""
+    try:
+        flat = as_float_array(X, max_dims=2)
+    except DeepclustError:
+        return {}
+    if len(flat) < 2:
+        return {}
+    d = ((flat[:, None] - flat[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    near = d.argmin(1)
+    np.fill_diagonal(d, -np.inf)
+    idx = np.arange(len(flat))
+    return {"must_link": np.c_[idx, near], "cannot_link": np.c_[idx, d.argmax(1)]}
 
 
 ESTIMATORS = [_checked_as_clusterer(make_method(name, **TINY.get(name, SMALL.get(name, {})))) for name in METHODS]

@@ -168,3 +168,34 @@ def coding_length(Z: torch.Tensor, labels: torch.Tensor, eps_sq: float = 0.1,
             gram = zc.T @ zc if d <= m else zc @ zc.T
             total += float((m + d) / 2 * _logdet_eye_plus(gram * (d / (m * float(eps_sq)))) + m * math.log(n / m))
     return total
+
+
+# ------------------------------------------------------------------ pairwise constraints
+def contrastive_pair_loss(z_i: torch.Tensor, z_j: torch.Tensor, same: torch.Tensor, margin: float) -> torch.Tensor:
+    """Contrastive loss on embedding pairs (Hadsell, Chopra & LeCun, CVPR 2006): ``||z_i − z_j||²`` for a
+    must-link (``same`` True), ``max(0, margin − ||z_i − z_j||)²`` for a cannot-link; mean over pairs."""
+    d2 = (z_i.float() - z_j.float()).pow(2).sum(1)
+    apart = F.relu(margin - d2.clamp_min(1e-12).sqrt()).pow(2)
+    return torch.where(same, d2, apart).mean()
+
+
+def pair_link_loss(p_i: torch.Tensor, p_j: torch.Tensor, same: torch.Tensor,
+                   confusion: torch.Tensor | None = None, eps: float = 1e-6) -> torch.Tensor:
+    """The logistic deep-constrained-clustering loss: binary cross-entropy between the annotation
+    ``same`` and the probability that the pair is linked, ``p_iᵀ B p_j`` for cluster memberships ``p``
+    (rows on the simplex). ``confusion`` None is ``B = I`` (the noiseless model of Hsu & Kira, 2016,
+    and Hsu et al., ICLR 2019); a K × K matrix in [0, 1] models annotators who link clusters k and l
+    with probability ``B_kl`` (Nguyen, Ibrahim & Fu, ICML 2023, eq. 2)."""
+    p_i, p_j = p_i.float(), p_j.float()
+    linked = (p_i * p_j).sum(1) if confusion is None else ((p_i @ confusion) * p_j).sum(1)
+    return F.binary_cross_entropy(linked.clamp(eps, 1 - eps), same.float())
+
+
+def log_volume(membership: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """``log det(FᵀF + εI)`` of an n × K membership matrix ``F``: the (log) volume its rows span, large
+    when every cluster holds samples and the rows are near distinct vertices of the simplex (the
+    geometric regulariser of Nguyen, Ibrahim & Fu, ICML 2023, to maximise)."""
+    with torch.autocast(membership.device.type, enabled=False):
+        f = membership.float()
+        gram = f.T @ f + eps * torch.eye(f.shape[1], device=f.device)
+        return torch.linalg.slogdet(gram)[1]

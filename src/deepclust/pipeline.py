@@ -168,7 +168,8 @@ def run_clustering(
     check_not_constant(X, name=ds.meta.name)
     if labels_file or labels_column or constraints_file:
         cells = (labels_column, ds.extra[labels_column]) if labels_column else None
-        supervision = read_supervision(len(ds), k, labels_file, constraints_file, labels_cells=cells)
+        supervision = read_supervision(len(ds), k, labels_file, constraints_file, labels_cells=cells,
+                                       noisy=getattr(info.load_class(), "_noisy_constraints", False))
     if supervision is not None:
         refuse_supervision(info.name, supervision.kinds, takes_supervision(info.load_class()))
 

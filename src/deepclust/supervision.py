@@ -65,6 +65,12 @@ class Supervision:
             kw["cannot_link"] = self.cannot_link
         return kw
 
+    def violations(self, labels: np.ndarray) -> dict[str, int]:
+        """How many must-links ``labels`` split and how many cannot-links it joins."""
+        lab = np.asarray(labels)
+        return {"must_link": int((lab[self.must_link[:, 0]] != lab[self.must_link[:, 1]]).sum()),
+                "cannot_link": int((lab[self.cannot_link[:, 0]] == lab[self.cannot_link[:, 1]]).sum())}
+
     def describe(self) -> dict[str, int]:
         """Counts for metrics.json and the report."""
         return {"n_labelled": self.n_labelled, "n_classes_labelled": 0 if self.y is None else
@@ -93,6 +99,8 @@ class SemiSupervisedClusterer(BaseClusterer):
     """
 
     _takes: ClassVar[tuple[str, ...]] = KINDS
+    #: True for a method that models errors in the constraints: contradictions among them are then accepted
+    _noisy_constraints: ClassVar[bool] = False
 
     def fit(self, X: ArrayLike, y: Any = None, *, must_link: Any = None, cannot_link: Any = None):
         """Cluster ``X`` using partial labels ``y`` (class ids, -1 for unlabelled samples) and/or
@@ -102,7 +110,7 @@ class SemiSupervisedClusterer(BaseClusterer):
         k = None if self.n_clusters is None and not self._requires_n_clusters else \
             check_n_clusters(self.n_clusters, X.shape[0])
         yy = None if y is None else check_partial_labels(y, X.shape[0], k)
-        ml, cl = check_constraints(must_link, cannot_link, X.shape[0], yy)
+        ml, cl = check_constraints(must_link, cannot_link, X.shape[0], yy, noisy=self._noisy_constraints)
         sup = Supervision(yy, ml, cl)
         refuse_supervision(type(self).__name__, sup.kinds, self._takes)
         self._supervision = sup
@@ -124,7 +132,7 @@ def refuse_supervision(method: str, kinds: list[str], takes: tuple[str, ...]) ->
     if not wrong:
         return
     users = {"labels": "seeded-kmeans, constrained-kmeans, transductive-fewshot, ncd-kmeans, ncd-spectral, pbn, gpc",
-             "constraints": "cop-kmeans, pckmeans"}
+             "constraints": "cop-kmeans, pckmeans, clusternet, dcc"}
     raise DeepclustError(f"{method} does not use {' or '.join(wrong)}; methods that do: "
                          + "; ".join(f"{k}: {users[k]}" for k in wrong))
 
@@ -232,11 +240,12 @@ def read_constraints_file(path: str | Path, n_samples: int) -> tuple[np.ndarray,
 
 
 def read_supervision(n_samples: int, n_clusters: int | None, labels: str | Path | None = None,
-                     constraints: str | Path | None = None, labels_cells: tuple[str, Any] | None = None
-                     ) -> Supervision | None:
+                     constraints: str | Path | None = None, labels_cells: tuple[str, Any] | None = None,
+                     noisy: bool = False) -> Supervision | None:
     """The :class:`Supervision` of ``--labels`` / ``--constraints`` files, or of a column of the data
     (``labels_cells``: its name and one cell per sample, empty = unlabelled), checked against the
-    data and k (None when none is given)."""
+    data and k (None when none is given); ``noisy``: contradicting constraints are accepted (see
+    :func:`deepclust.validation.check_constraints`)."""
     if labels is None and constraints is None and labels_cells is None:
         return None
     if labels is not None and labels_cells is not None:
@@ -251,5 +260,5 @@ def read_supervision(n_samples: int, n_clusters: int | None, labels: str | Path 
     if y is not None:
         y = check_partial_labels(y, n_samples, n_clusters, name=source)
     ml, cl = read_constraints_file(constraints, n_samples) if constraints is not None else (None, None)
-    ml, cl = check_constraints(ml, cl, n_samples, y)
+    ml, cl = check_constraints(ml, cl, n_samples, y, noisy=noisy)
     return Supervision(y, ml, cl, class_names=names)

@@ -182,11 +182,13 @@ def must_link_components(must_link: np.ndarray, n_samples: int) -> np.ndarray:
 
 
 def check_constraints(must_link: Any, cannot_link: Any, n_samples: int,
-                      y: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                      y: np.ndarray | None = None, *, noisy: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Validate must-link and cannot-link pairs (and their agreement with partial labels ``y``, -1 =
     unlabelled): indices in range, no sample cannot-linked to itself, no cannot-link inside one
     must-link component (a pair both must and cannot, directly or through a chain of must-links), no
     must-link chain joining two different labels and no cannot-link between two samples of one label.
+    ``noisy``: the pairs are noisy annotations (for a method that models their errors), so
+    contradictions among them are data, not mistakes, and only indices and self-pairs are checked.
     Returns the two (m, 2) int64 arrays."""
     ml = check_pairs(must_link, n_samples, name="must_link")
     cl = check_pairs(cannot_link, n_samples, name="cannot_link")
@@ -194,6 +196,8 @@ def check_constraints(must_link: Any, cannot_link: Any, n_samples: int,
     if self_cl.any():
         i = int(cl[np.argmax(self_cl), 0])
         raise DeepclustError(f"cannot_link pairs sample {i} with itself; a sample is always in its own cluster")
+    if noisy:
+        return ml, cl
     comp = must_link_components(ml, n_samples)
     clash = comp[cl[:, 0]] == comp[cl[:, 1]]
     if clash.any():

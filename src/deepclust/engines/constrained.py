@@ -348,11 +348,9 @@ class PCKMeans(_SupervisedKMeansBase):
                 break
             prev = labels.clone()
         self._finish(Xt, C, labels, it, converged)
-        lab = self.labels_
-        ml_bad = int((lab[sup.must_link[:, 0]] != lab[sup.must_link[:, 1]]).sum())
-        cl_bad = int((lab[sup.cannot_link[:, 0]] == lab[sup.cannot_link[:, 1]]).sum())
-        self.violations_ = {"must_link": ml_bad, "cannot_link": cl_bad}
-        self.objective_ = 0.5 * self.inertia_ + w_ml * ml_bad + w_cl * cl_bad
+        self.violations_ = sup.violations(self.labels_)
+        self.objective_ = 0.5 * self.inertia_ + w_ml * self.violations_["must_link"] \
+            + w_cl * self.violations_["cannot_link"]
 
     @staticmethod
     def _neighbourhood_centres(Xt: torch.Tensor, sup: Any, k: int) -> torch.Tensor:

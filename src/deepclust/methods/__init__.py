@@ -88,6 +88,14 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("gpc", "deepclust.engines.gpc:GPC",
                    "generalized category discovery: semi-supervised GMM on frozen features whose number of components "
                    "(known + novel classes) is found by split and merge", "Zhao, Wen & Han, ICCV 2023"),
+        MethodInfo("clusternet", "deepclust.methods.clusternet:ClusterNet",
+                   "autoencoder trained with pairwise constraints (contrastive, on the embedding) and a k-means loss "
+                   "to learned centres, assignments by constrained k-means", "Shukla, Cheema & Anand, BigMM 2020 "
+                   "(arXiv 1806.01547)", deep=True),
+        MethodInfo("dcc", "deepclust.methods.dcc:DCC",
+                   "deep constrained clustering from noisy pairwise annotations: logistic link loss with a learned "
+                   "annotator confusion matrix + log-volume (geometric) regulariser of the memberships",
+                   "Nguyen, Ibrahim & Fu, ICML 2023", deep=True),
         MethodInfo("depict", "deepclust.methods.depict:DEPICT",
                    "conv denoising autoencoder + softmax head trained on a frequency-regularised KL target",
                    "Ghasedi Dizaji et al., ICCV 2017", deep=True),
