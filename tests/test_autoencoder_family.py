@@ -205,3 +205,19 @@ def test_n2d_leaves_torchs_thread_count_as_it_found_it(blobs) -> None:
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name", ["dec", "idec"])
+def test_a_cached_autoencoder_gives_the_same_fit(blobs, name, tmp_path: Path) -> None:
+    """The draws after pretraining (DEC's batches, k-means' start) do not depend on whether the
+    autoencoder was trained or loaded from the cache."""
+    from deepclust.methods import make_method
+
+    X, _ = blobs
+    params = dict(embedding_dim=2, hidden_dims=(16,), pretrain_epochs=3, max_iter=40, update_interval=10,
+                  device="cpu", random_state=0, cache_dir=str(tmp_path))
+    first = make_method(name, n_clusters=4, **params).fit(X)
+    second = make_method(name, n_clusters=4, **params).fit(X)
+    assert "loss" in first.history_["pretrain"][0] and "cached" in second.history_["pretrain"][0]
+    np.testing.assert_array_equal(first.labels_, second.labels_)
+    np.testing.assert_allclose(first.predict_proba(X), second.predict_proba(X), rtol=1e-5, atol=1e-6)

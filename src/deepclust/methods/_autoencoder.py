@@ -50,7 +50,7 @@ from deepclust.device import resolve_device
 from deepclust.encoders import ConvAutoencoder, MLPAutoencoder
 from deepclust.encoders.cache import load_weights, save_weights, weights_path
 from deepclust.errors import DeepclustError
-from deepclust.runtime import seeded_generator
+from deepclust.runtime import seed_everything, seeded_generator
 from deepclust.training import History, batched, epochs_for_steps, train_epochs
 
 ARCHITECTURES = ("auto", "mlp", "conv")
@@ -260,7 +260,9 @@ class AutoencoderClusterer(BaseClusterer):
         self._shard = distributed.shard(len(X)) if self._data_parallel else distributed.Shard(len(X))
         Xt = self._scale(X[self._shard.rows], dev)
         self.autoencoder_ = self._pretrained_autoencoder(X, Xt, seed, gen)
-        return dev, seed, gen, Xt
+        # what follows draws from a fresh stream, so a cached autoencoder gives the same fit (as DEPICT)
+        seed_everything(seed + 1)
+        return dev, seed, torch.Generator().manual_seed(seed + 1), Xt
 
     def pretrained_embedding(self, X: Any) -> np.ndarray:
         """Pretrain the autoencoder on ``X`` (or load it from the cache) and return the embedding of
