@@ -180,6 +180,29 @@ def representations(modality: str, encoder: str, *, given: bool, searching: bool
     return [encoder]
 
 
+def check_run_params(method: str, params: dict[str, Any], n_samples: int) -> None:
+    """Refuse a ``--param`` that the method (or, when the pipeline is searched, every candidate it may
+    pick) does not take, before any work."""
+    from deepclust.methods import check_params, get_method_info
+
+    if not params:
+        return
+    if method != AUTO_METHOD:
+        info = get_method_info(method)
+        check_params(info.load_class(), params, method=info.name)
+        return
+    from deepclust.search import candidates_for
+
+    for c in candidates_for(n_samples):
+        info = get_method_info(c.method)
+        try:
+            check_params(info.load_class(), {k: v for k, v in params.items() if k not in c.params}, method=info.name)
+        except DeepclustError as exc:
+            raise DeepclustError(f"{exc} (without --method, --param goes to the pipeline the search picks, which "
+                                 f"may be any of {', '.join(x.name for x in candidates_for(n_samples))}; give "
+                                 "--method to choose it)") from exc
+
+
 def why_autoencoder() -> str:
     return ("DEC's autoencoder trained on these images for a fixed number of steps, N2D's first step: it "
             "separates shapes that pixel distances mix")
@@ -259,6 +282,7 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
     if meth != AUTO_METHOD:
         meth = get_method_info(meth).name
     notes["method"] = why
+    check_run_params(meth, params or {}, len(ds))  # bad --param fails now, not after the search
     say(f"{ds.meta.name}: {len(ds):,} {modality} samples")
     say(f"  encoder {enc}: {notes['encoder']}")
     say(f"  method  {meth}: {notes['method']}")
