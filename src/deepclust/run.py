@@ -203,9 +203,9 @@ def check_run_params(method: str, params: dict[str, Any], n_samples: int) -> Non
                                  "--method to choose it)") from exc
 
 
-def why_autoencoder() -> str:
-    return ("DEC's autoencoder trained on these images for a fixed number of steps, N2D's first step: it "
-            "separates shapes that pixel distances mix")
+#: why ``run`` keeps the autoencoder's embedding when it wins
+WHY_AUTOENCODER = ("DEC's autoencoder trained on these images for a fixed number of steps, N2D's first step: it "
+                   "separates shapes that pixel distances mix")
 
 
 def _features_k_pipeline(ds: Any, encoder: str, n_clusters: int | None, searching: bool, *, seed: int, device: str,
@@ -335,7 +335,7 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
     if len(reps) > 1:
         seconds["representations"] = time.perf_counter() - t_search
         notes["encoder"] = (f"{fit_enc}: the best of {', '.join(reps)} by the label-free comparison below"
-                            + ("" if fit_enc == reps[0] else f" ({why_autoencoder()})"))
+                            + ("" if fit_enc == reps[0] else f" ({WHY_AUTOENCODER})"))
         enc = fit_enc
     if selection is not None:
         n_clusters = selection.k
