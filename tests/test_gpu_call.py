@@ -48,6 +48,8 @@ def test_smoke_call_runs_every_step_and_records_it(tmp_path, data_dir):
     assert {"fit.pretrain", "fit.init", "fit.warmup", "fit.cluster"} <= set(depict["seconds"])
     assert depict["pretrain"]["samples_per_s"] > 0 and depict["pretrain"]["matrix_flops_per_sample"] > 0
     assert by_step["depict-s0-paper"][0]["seconds"]["fit.pretrain"] == 0.0  # the autoencoder came from the cache
+    fewer = by_step["depict-s0-b1024"][0]  # its own autoencoder: the batch changes pretraining too
+    assert fewer["params"]["batch_size"] == 1024 and fewer["seconds"]["fit.pretrain"] > 0
     start = by_step["depict-s0-kmeans"][0]
     assert start["params"]["init"] == "kmeans" and start["seconds"]["fit.pretrain"] == 0.0
     ours, faiss = by_step["kmeans-1m"]
