@@ -83,15 +83,19 @@ from deepclust.engines.neighbors import cosine_knn
 from deepclust.errors import DeepclustError
 from deepclust.heads import MultiHead, SoftmaxHead
 from deepclust.losses import confident_self_label_loss, scan_loss
-from deepclust.methods._selflabel import SelfLabelClusterer, Settled, collapse, eval_mode
+from deepclust.methods._selflabel import SeenPredictions, SelfLabelClusterer, Settled, collapse, eval_mode
 from deepclust.targets import kmeans_target
-from deepclust.training import batched, mark_interrupted, train_epochs
+from deepclust.training import autocast, batched, mark_interrupted, train_epochs
 
 INITS = ("kmeans", "random")
 ENTROPY_MEANS = ("auto", "batch", "running")
 #: ``entropy_mean="auto"`` keeps the paper's batch mean while a batch holds at least this many samples per
 #: cluster (CIFAR-10: 12.8, CIFAR-100-20: 6.4 in the paper), and uses the running mean below
 BATCH_PER_CLUSTER = 5
+#: the paper's batches (its CIFAR configuration): SCAN step, self-labelling
+PAPER_BATCH, PAPER_SELFLABEL_BATCH = 128, 1000
+#: on embeddings, the default batches are this many times the paper's, at this many times its learning rate
+EMBEDDING_BATCH_SCALE = 8
 
 
 class SCAN(SelfLabelClusterer):
@@ -130,14 +134,14 @@ class SCAN(SelfLabelClusterer):
 
     _networks = ("backbone_", "head_")
     _saved_arrays = ("labels_", "scale_min_", "scale_max_")
-    _saved_values = ("history_", "timings_", "head_losses_", "best_head_", "interrupted_")
+    _saved_values = ("history_", "timings_", "head_losses_", "best_head_", "interrupted_", "schedule_")
     _display_name = "SCAN"
     _data_parallel = True
     _max_input_dims = 4
 
     def __init__(self, n_clusters: int = 10, *, n_neighbors: int = 20, n_heads: int = 10,
-                 entropy_weight: float = 5.0, entropy_mean: str = "auto", epochs: int = 50, batch_size: int = 128, selflabel_epochs: int = 200,
-                 selflabel_batch_size: int = 1000, threshold: float = 0.99, class_balance: bool = True,
+                 entropy_weight: float = 5.0, entropy_mean: str = "auto", epochs: int = 50, batch_size: int | None = None,
+                 selflabel_epochs: int = 200, selflabel_batch_size: int | None = None, threshold: float = 0.99, class_balance: bool = True,
                  lr: float = 1e-4, weight_decay: float = 1e-4, init: str = "kmeans", tol: float = 0.001,
                  knn_backend: str = "auto", normalize: bool = True,
                  pretext: dict[str, Any] | None = None, update_backbone: bool = True, strong_ops: int = 4,
@@ -168,9 +172,9 @@ class SCAN(SelfLabelClusterer):
         self.verbose = verbose
 
     def _check_params(self, n: int) -> None:
-        self._check_common()
+        self._check_common(optional=("batch_size",))
         for name in ("n_heads", "selflabel_batch_size"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise DeepclustError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if int(self.selflabel_epochs) < 0:
             raise DeepclustError(f"selflabel_epochs must be >= 0, got {self.selflabel_epochs!r}")
@@ -188,12 +192,25 @@ class SCAN(SelfLabelClusterer):
         if int(self.strong_ops) < 0 or not 0.0 <= float(self.cutout) < 1.0:
             raise DeepclustError(f"strong_ops must be >= 0 and cutout in [0, 1), got {self.strong_ops!r}, {self.cutout!r}")
 
-    def _running_entropy(self) -> bool:
+    def _schedule(self, images: bool) -> dict[str, float]:
+        """Batch sizes and learning rates of the two steps. A batch left at None is the paper's
+        (``PAPER_BATCH``, ``PAPER_SELFLABEL_BATCH``) on images and ``EMBEDDING_BATCH_SCALE`` × it on
+        embeddings, where that step's learning rate is scaled by the same factor (the linear scaling
+        rule: the same epochs move the weights as far in fewer, larger steps); a given batch runs at ``lr``."""
+        plan: dict[str, float] = {}
+        for key, given, paper in (("", self.batch_size, PAPER_BATCH),
+                                  ("selflabel_", self.selflabel_batch_size, PAPER_SELFLABEL_BATCH)):
+            scale = 1 if given is not None or images else EMBEDDING_BATCH_SCALE
+            plan[f"{key}batch_size"] = int(given) if given is not None else paper * scale
+            plan[f"{key}lr"] = float(self.lr) * scale
+        return plan
+
+    def _running_entropy(self, batch_size: int) -> bool:
         """Whether the entropy term uses the running mean assignment over all the data (see
         :func:`deepclust.losses.scan_loss`): ``entropy_mean="running"``, or ``"auto"`` with fewer than
         ``BATCH_PER_CLUSTER`` samples per cluster in a batch."""
         if self.entropy_mean == "auto":
-            return int(self.batch_size) < BATCH_PER_CLUSTER * int(self.n_clusters)
+            return int(batch_size) < BATCH_PER_CLUSTER * int(self.n_clusters)
         return self.entropy_mean == "running"
 
     def _pretext_model(self, device: torch.device | str = "cpu", seed: int | None = 0) -> SimCLR:
@@ -230,6 +247,8 @@ class SCAN(SelfLabelClusterer):
         dev = resolve_device(self.device)
         seed, gen = self._seed()
         images = X.ndim > 2
+        self.schedule_ = plan = self._schedule(images)
+        batch = int(plan["batch_size"])
         timings: dict[str, float] = {}
         # torchrun: every rank holds all inputs (a step reads a sample's neighbours, which may lie in any
         # shard) and takes the steps' samples from its own rows
@@ -282,31 +301,42 @@ class SCAN(SelfLabelClusterer):
             timings["init"] = time.perf_counter() - t0
             del z
         params = [*heads.parameters(), *(backbone.parameters() if train_backbone else [])]
-        opt = torch.optim.Adam(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
+        opt = torch.optim.Adam(params, lr=plan["lr"], weight_decay=float(self.weight_decay))
         m = int(self.n_neighbors)
 
-        running = None
-        if self._running_entropy():  # the mean assignment of every head over all the data, kept up to date
+        def head_probs() -> torch.Tensor:
+            """Every head's assignment of the plain inputs, (heads, n, k)."""
             with eval_mode(backbone):
-                running = torch.softmax(batched(lambda xb: heads(backbone(xb)).transpose(0, 1), x), -1).mean(0)
-        momentum = min(1.0, int(self.batch_size) / n)  # a memory of about one epoch
+                return torch.softmax(batched(lambda xb: heads(backbone(xb)).transpose(0, 1), x), -1).transpose(0, 1)
+
+        # on embeddings (one process) an epoch's anchors are every plain sample once: the stopping rule
+        # reads the predictions the steps made instead of a pass of its own
+        seen_in_steps = not images and part.whole
+        stop_rule = float(self.tol) > 0
+        start = head_probs() if self._running_entropy(batch) or (stop_rule and seen_in_steps) else None
+        # the mean assignment of every head over all the data, kept up to date
+        running = start.mean(1) if self._running_entropy(batch) else None
+        seen = SeenPredictions(start) if stop_rule and seen_in_steps else None
+        settled = (Settled(seen or (lambda: head_probs().max(-1)), float(self.tol), float(self.threshold))
+                   if stop_rule else None)
+        del start
+        momentum = min(1.0, batch / n)  # a memory of about one epoch
 
         def scan_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
             nonlocal running
             idx = part.to_global(idx)
             pick = torch.randint(m, (idx.numel(),), generator=gen).to(dev)
-            logits = heads(backbone(torch.cat([view(x[idx]), view(x[nbrs[idx, pick]])])))
+            pairs = torch.cat([idx, nbrs[idx, pick]])  # anchors, then one mined neighbour of each
+            with autocast(dev, True, cpu=not images):  # the heads' products: all of the step's cost on embeddings
+                logits = heads(backbone(torch.cat([view(x[idx]), view(x[pairs[idx.numel():]])]) if images else x[pairs]))
+            if seen is not None:
+                seen.record(idx, logits[:, :idx.numel()])
             if running is not None:
                 batch_mean = torch.softmax(logits[:, :idx.numel()].detach().float(), -1).mean(1)
                 running = running.mul(1 - momentum).add_(batch_mean, alpha=momentum)
             out = scan_loss(logits[:, :idx.numel()], logits[:, idx.numel():], float(self.entropy_weight), running)
             return {"loss": out["loss"].sum(), "consistency": out["consistency"].mean(),
                     "entropy": out["entropy"].mean()}
-
-        def head_probs() -> torch.Tensor:
-            """Every head's assignment of the plain inputs, (heads, n, k)."""
-            with eval_mode(backbone):
-                return torch.softmax(batched(lambda xb: heads(backbone(xb)).transpose(0, 1), x), -1).transpose(0, 1)
 
         def synced(hook: Any) -> Any:
             """torchrun: the backbone's batch-norm statistics averaged over the ranks before ``hook`` reads them."""
@@ -319,10 +349,9 @@ class SCAN(SelfLabelClusterer):
             return run
 
         t0 = time.perf_counter()
-        scan_hist = train_epochs(opt, scan_step, part, epochs=int(self.epochs), batch_size=int(self.batch_size),
+        scan_hist = train_epochs(opt, scan_step, part, epochs=int(self.epochs), batch_size=batch,
                                  device=dev, generator=gen, desc="SCAN clustering",
-                                 after_epoch=synced(Settled(head_probs, float(self.tol), float(self.threshold))
-                                                    if float(self.tol) > 0 else None))
+                                 after_epoch=synced(settled))
         distributed.average_buffers(backbone)
         timings["scan"] = time.perf_counter() - t0
         if scan_hist and scan_hist[-1]["consistency"] > 0.9 * math.log(int(self.n_clusters)):
@@ -349,7 +378,7 @@ class SCAN(SelfLabelClusterer):
         sl_hist: list = []
         if int(self.selflabel_epochs) > 0:
             params = [*head.parameters(), *(backbone.parameters() if train_backbone else [])]
-            opt = torch.optim.Adam(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
+            opt = torch.optim.Adam(params, lr=plan["selflabel_lr"], weight_decay=float(self.weight_decay))
 
             def selflabel_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
                 xb = x[part.to_global(idx)]
@@ -371,7 +400,8 @@ class SCAN(SelfLabelClusterer):
                     return torch.softmax(batched(lambda xb: head(backbone(xb)), x), 1)
 
             guard_collapse = collapsed[self.best_head_] is None
-            settled = Settled(probs, float(self.tol), float(self.threshold))
+            # a fresh pass: the collapse guard keeps the head as it is at the end of an epoch
+            settled = Settled(lambda: probs().max(-1), float(self.tol), float(self.threshold))
 
             def guard(epoch: int, record: dict[str, Any]) -> bool:
                 """Stop when self-labelling has settled (:class:`Settled`), or when it collapses the
@@ -387,7 +417,7 @@ class SCAN(SelfLabelClusterer):
 
             t0 = time.perf_counter()
             sl_hist = train_epochs(opt, selflabel_step, part, epochs=int(self.selflabel_epochs),
-                                   batch_size=int(self.selflabel_batch_size), device=dev, generator=gen,
+                                   batch_size=int(plan["selflabel_batch_size"]), device=dev, generator=gen,
                                    desc="SCAN self-labelling", after_epoch=synced(guard))
             distributed.average_buffers(backbone)
             timings["selflabel"] = time.perf_counter() - t0
