@@ -55,11 +55,32 @@ warns (label-free: the consistency term is still close to log K, or no sample be
 Both steps end early once they have settled (``tol`` = 0.001, label-free,
 :class:`deepclust.methods._selflabel.Settled`): fewer than 0.1 % of the hard labels changed in the
 last epoch, in every head (DEC's and DEPICT's rule), and the share of predictions above the
-threshold grew by less than 0.1 % (a head can still sharpen with its labels fixed). Cost: the
-SCAN step is epochs × 2 (anchor and neighbour) × heads × n·k·d multiply-adds forward and again
-backward — on a frozen embedding that is all of it, compute-bound, so 10 heads cost about 5–10 × one.
-On BANKING77 and CLINC150 the labels still move 2–3 % an epoch at epoch 35 (the stochastic steps
-at lr 1e-4), so there the SCAN step runs its 50 epochs and only self-labelling ends early.
+threshold grew by less than 0.1 % (a head can still sharpen with its labels fixed).
+
+Speed on embeddings (the same epochs, the same loss; three differences from the authors' code,
+none of which reads labels or depends on the data set):
+
+- **Batches** (``batch_size``, ``selflabel_batch_size`` left at None) are ``EMBEDDING_BATCH_SCALE`` = 8 ×
+  the paper's (1,024 and 8,000) at 8 × its learning rate, the linear scaling rule (Goyal et al.,
+  "Accurate, Large Minibatch SGD", 2017): an epoch makes 8 × fewer Adam steps of 8 × the size, so
+  the weights can move as far per epoch (Adam's step is about lr; for SGD the ratio of lr to batch,
+  which sets the noise of the steps, would be the paper's). With batch 128 the step was bound by per-step overhead
+  (≈ 2 ms a step, 8,800 steps on CLINC150); now it is bound by the heads' products. There is no
+  augmentation of a frozen embedding, so nothing is lost by seeing more samples per step. On
+  images the batches stay the paper's.
+- **The stopping rule of the SCAN step reads the predictions the steps made** (an epoch's anchors
+  are every plain embedding once; :class:`deepclust.methods._selflabel.SeenPredictions`) instead of
+  a pass of its own, which cost a quarter of an epoch. Self-labelling keeps a fresh pass: its
+  collapse guard keeps the head as it is at the end of an epoch.
+- **bfloat16 products** for the SCAN step's heads on a CPU with bfloat16 instructions (AVX512-BF16,
+  AMX; :func:`deepclust.training.autocast` with ``cpu=True``), as every deep method already trains
+  on CUDA; losses, the head choice, self-labelling and predictions stay float32.
+
+Cost: the SCAN step is epochs × 2 (anchor and neighbour) × heads × n·k·d multiply-adds forward and
+as many backward; the heads are one product (:class:`deepclust.heads.MultiHead`), so 10 heads cost
+10 × one. Mining the neighbours is n²·d, the warm start one k-means fit. On BANKING77 and CLINC150
+(MiniLM) the labels still move 1–2 % an epoch at epoch 50, so the SCAN step runs its 50 epochs
+and only self-labelling ends early; see BENCHMARKS.md ("SCAN's speed") for the time against k-means.
 """
 
 from __future__ import annotations
@@ -109,11 +130,13 @@ class SCAN(SelfLabelClusterer):
     entropy_weight : weight of the entropy of the mean assignment (5 in the paper).
     entropy_mean : where the mean assignment is taken: ``"batch"`` (the paper), ``"running"`` (over all
         the data, kept up to date) or ``"auto"`` (batch while it holds >= 5 samples per cluster).
-    epochs, batch_size : SCAN step (50 epochs of 128 in the paper).
-    selflabel_epochs, selflabel_batch_size : self-labelling step (200 epochs of 1000; 0 skips it).
+    epochs, batch_size : SCAN step (50 epochs of 128 in the paper; None: 128 on images, 1,024 at 8 × lr on
+        embeddings, see the notes above).
+    selflabel_epochs, selflabel_batch_size : self-labelling step (200 epochs of 1000; 0 epochs skips it;
+        None: 1,000 on images, 8,000 at 8 × lr on embeddings).
     threshold : confidence above which a prediction becomes a pseudo-label (0.99).
     class_balance : weight the self-labelling cross-entropy by inverse class frequency.
-    lr, weight_decay : Adam settings of both steps (1e-4, 1e-4).
+    lr, weight_decay : Adam settings of both steps (1e-4, 1e-4), at the paper's batch sizes.
     init : ``"kmeans"`` (heads from the k-means centroids of what they read) or ``"random"`` (the paper).
     tol : end each step at the first epoch in which, in every head, fewer than this share of hard
         labels changed (DEC's and DEPICT's rule) and the share of predictions above ``threshold``
@@ -129,7 +152,8 @@ class SCAN(SelfLabelClusterer):
         fraction of the image (0.5), see :func:`deepclust.augment.strong_view`.
 
     Attributes: ``labels_``, ``head_losses_`` (total SCAN loss of every head; ``best_head_`` is the
-    arg-min), ``backbone_`` (the identity for embeddings), ``head_``, ``history_``, ``timings_``.
+    arg-min), ``backbone_`` (the identity for embeddings), ``head_``, ``history_``, ``timings_``,
+    ``schedule_`` (the batch sizes and learning rates the two steps used).
     """
 
     _networks = ("backbone_", "head_")
