@@ -73,7 +73,8 @@ def mark_interrupted(model: Any, interrupted: bool) -> None:
                       "far (interrupted_ = True)", RuntimeWarning, stacklevel=4)
 
 
-def autocast(device: torch.device, enabled: bool | str = True, *, cpu: bool = False) -> contextlib.AbstractContextManager:
+def autocast(device: torch.device, enabled: bool | str = True, *,
+             cpu: bool = False) -> contextlib.AbstractContextManager:
     """Autocast on CUDA: ``True``/``"bf16"`` → bfloat16, ``"fp16"`` → float16; a no-op on the CPU, unless
     ``cpu`` and the CPU multiplies bfloat16 natively (:func:`native_cpu_bf16`): then bfloat16 there too
     (a method opts in where matrix products are its whole cost and its losses are taken in float32)."""

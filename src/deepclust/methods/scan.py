@@ -164,8 +164,9 @@ class SCAN(SelfLabelClusterer):
     _max_input_dims = 4
 
     def __init__(self, n_clusters: int = 10, *, n_neighbors: int = 20, n_heads: int = 10,
-                 entropy_weight: float = 5.0, entropy_mean: str = "auto", epochs: int = 50, batch_size: int | None = None,
-                 selflabel_epochs: int = 200, selflabel_batch_size: int | None = None, threshold: float = 0.99, class_balance: bool = True,
+                 entropy_weight: float = 5.0, entropy_mean: str = "auto", epochs: int = 50,
+                 batch_size: int | None = None, selflabel_epochs: int = 200, selflabel_batch_size: int | None = None,
+                 threshold: float = 0.99, class_balance: bool = True,
                  lr: float = 1e-4, weight_decay: float = 1e-4, init: str = "kmeans", tol: float = 0.001,
                  knn_backend: str = "auto", normalize: bool = True,
                  pretext: dict[str, Any] | None = None, update_backbone: bool = True, strong_ops: int = 4,
@@ -351,8 +352,9 @@ class SCAN(SelfLabelClusterer):
             idx = part.to_global(idx)
             pick = torch.randint(m, (idx.numel(),), generator=gen).to(dev)
             pairs = torch.cat([idx, nbrs[idx, pick]])  # anchors, then one mined neighbour of each
+            inputs = torch.cat([view(x[idx]), view(x[pairs[idx.numel():]])]) if images else x[pairs]
             with autocast(dev, True, cpu=not images):  # the heads' products: all of the step's cost on embeddings
-                logits = heads(backbone(torch.cat([view(x[idx]), view(x[pairs[idx.numel():]])]) if images else x[pairs]))
+                logits = heads(backbone(inputs))
             if seen is not None:
                 seen.record(idx, logits[:, :idx.numel()])
             if running is not None:
