@@ -123,6 +123,35 @@ def test_multihead_heads_are_independent_linear_layers() -> None:
     out = mh(z)
     assert out.shape == (4, 5, 3)
     torch.testing.assert_close(mh.head(2)(z), out[2])
+    # one product for all heads, summed losses: each head's gradient is the one it gets trained alone
+    neighbours = torch.randn(5, 6)
+    scan_loss(mh(z), mh(neighbours))["loss"].sum().backward()
+    for h in range(4):
+        alone = mh.head(h)
+        scan_loss(alone(z), alone(neighbours))["loss"].backward()
+        rows = slice(3 * h, 3 * h + 3)
+        torch.testing.assert_close(mh.linear.weight.grad[rows], alone.linear.weight.grad)
+        torch.testing.assert_close(mh.linear.bias.grad[rows], alone.linear.bias.grad)
+
+
+def test_seen_predictions_put_each_batch_at_its_samples() -> None:
+    """The stopping rule's labels read from the steps of one epoch (a permutation cut into batches)
+    are those of a pass over the samples in order."""
+    from deepclust.methods._selflabel import SeenPredictions, Settled
+
+    logits = torch.randn(2, 50, 4)  # (heads, n, k)
+    seen = SeenPredictions(torch.full((2, 50, 4), 0.25))
+    rule = Settled(seen, tol=0.001, threshold=0.6)
+    perm = torch.randperm(50, generator=torch.Generator().manual_seed(0))
+    for idx in perm.split(16):
+        seen.record(idx, logits[:, idx])
+    top, labels = torch.softmax(logits, -1).max(-1)
+    torch.testing.assert_close(seen()[0], top)
+    assert torch.equal(seen()[1], labels)
+    record: dict = {}
+    rule(0, record)
+    assert record["changed"] == pytest.approx(float((labels != 0).float().mean(-1).max()))
+    assert record["confident_share"] == pytest.approx(float((top > 0.6).float().mean(-1).max()))
 
 
 # ------------------------------------------------------------------------------ neighbours, k-means, sampling
@@ -203,6 +232,43 @@ def test_scan_keeps_the_lowest_loss_head_and_self_labels(blobs) -> None:
     model = make_method("scan", n_clusters=4, n_heads=3, **FAST["scan"]).fit(X)
     assert len(model.head_losses_) == 3 and model.best_head_ == int(np.argmin(model.head_losses_))
     assert model.history_["selflabel"][-1]["confident"] > 0.5  # self-labelling had confident samples
+
+
+def test_scan_schedule_scales_batches_and_learning_rate_on_embeddings(blobs) -> None:
+    """On embeddings the default batches are EMBEDDING_BATCH_SCALE × the paper's at as many times its
+    lr (linear scaling); a batch the user gives, and images, run at the lr given."""
+    from deepclust.methods.scan import EMBEDDING_BATCH_SCALE, PAPER_BATCH, PAPER_SELFLABEL_BATCH
+
+    X, _ = blobs
+    model = make_method("scan", n_clusters=4, n_heads=1, epochs=1, selflabel_epochs=1, n_neighbors=5).fit(X)
+    c = EMBEDDING_BATCH_SCALE
+    assert model.schedule_ == {"batch_size": c * PAPER_BATCH, "lr": c * 1e-4,
+                               "selflabel_batch_size": c * PAPER_SELFLABEL_BATCH, "selflabel_lr": c * 1e-4}
+    given = make_method("scan", n_clusters=4, batch_size=64, lr=1e-3)
+    assert given._schedule(images=False) == {"batch_size": 64, "lr": 1e-3,
+                                             "selflabel_batch_size": c * PAPER_SELFLABEL_BATCH,
+                                             "selflabel_lr": c * 1e-3}
+    assert given._schedule(images=True)["selflabel_batch_size"] == PAPER_SELFLABEL_BATCH
+    assert given._schedule(images=True)["selflabel_lr"] == 1e-3
+
+
+def test_cpu_bfloat16_is_opt_in_and_keeps_scan_clusters(blobs, monkeypatch, one_thread) -> None:
+    """bfloat16 head products on the CPU only where a method asks for them (SCAN's step on embeddings)
+    and the CPU has them (forced here); SCAN's clustering of blobs is the float32 one."""
+    import deepclust.training as training
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(training, "native_cpu_bf16", lambda: False)
+    with training.autocast(cpu, True, cpu=True):
+        assert not torch.is_autocast_enabled("cpu")
+    fp32 = make_method("scan", n_clusters=4, n_heads=2, **FAST["scan"]).fit(blobs[0]).labels_
+    monkeypatch.setattr(training, "native_cpu_bf16", lambda: True)
+    with training.autocast(cpu, True):  # other methods: unchanged
+        assert not torch.is_autocast_enabled("cpu")
+    with training.autocast(cpu, True, cpu=True):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    bf16 = make_method("scan", n_clusters=4, n_heads=2, **FAST["scan"]).fit(blobs[0]).labels_
+    assert accuracy(fp32, bf16) > 0.99
 
 
 def test_scan_steps_stop_once_labels_and_confidence_settle(blobs) -> None:

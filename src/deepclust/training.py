@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -72,12 +73,26 @@ def mark_interrupted(model: Any, interrupted: bool) -> None:
                       "far (interrupted_ = True)", RuntimeWarning, stacklevel=4)
 
 
-def autocast(device: torch.device, enabled: bool | str = True) -> contextlib.AbstractContextManager:
-    """Autocast on CUDA: ``True``/``"bf16"`` → bfloat16, ``"fp16"`` → float16; a no-op on the CPU."""
+def autocast(device: torch.device, enabled: bool | str = True, *,
+             cpu: bool = False) -> contextlib.AbstractContextManager:
+    """Autocast on CUDA: ``True``/``"bf16"`` → bfloat16, ``"fp16"`` → float16; a no-op on the CPU, unless
+    ``cpu`` and the CPU multiplies bfloat16 natively (:func:`native_cpu_bf16`): then bfloat16 there too
+    (a method opts in where matrix products are its whole cost and its losses are taken in float32)."""
     if enabled and device.type == "cuda":
         return torch.autocast("cuda", dtype=PRECISIONS.get(enabled, torch.bfloat16) if isinstance(enabled, str)
                               else torch.bfloat16)
+    if enabled and cpu and device.type == "cpu" and native_cpu_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+@functools.cache
+def native_cpu_bf16() -> bool:
+    """Whether this CPU has bfloat16 instructions (AVX512-BF16 or AMX): there a bfloat16 matrix product
+    ran ~3 × faster than a float32 one (AMD EPYC, one thread, 2048 × 384 by 384 × 150); elsewhere it is
+    emulated and no faster."""
+    return any(bool(getattr(torch.cpu, name, lambda: False)())
+               for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
 
 
 @contextlib.contextmanager

@@ -56,15 +56,17 @@ class Settled:
     since the last epoch, and the growth of the share of confident predictions (above
     ``threshold``), which a head can still gain with its labels fixed. Both go into the epoch's
     record (``changed``, ``confident_share``; the largest over heads when there are several), and
-    training stops once both are below ``tol``. ``probs``: the current (…, n, k) probabilities."""
+    training stops once both are below ``tol``. ``predict``: the current top probability and hard
+    label of every sample, each of shape (…, n) — a fresh pass (``lambda: probs().max(-1)``) or
+    :class:`SeenPredictions`."""
 
-    def __init__(self, probs: Callable[[], torch.Tensor], tol: float, threshold: float):
-        self.probs, self.tol, self.threshold = probs, float(tol), float(threshold)
+    def __init__(self, predict: Callable[[], tuple[torch.Tensor, torch.Tensor]], tol: float, threshold: float):
+        self.predict, self.tol, self.threshold = predict, float(tol), float(threshold)
         self.labels, self.share = self._measure()
 
     def _measure(self) -> tuple[torch.Tensor, torch.Tensor]:
-        top, labels = self.probs().max(-1)
-        return labels, (top > self.threshold).float().mean(-1)
+        top, labels = self.predict()
+        return labels.clone(), (top > self.threshold).float().mean(-1)
 
     def __call__(self, epoch: int, record: dict[str, Any]) -> bool:
         labels, share = self._measure()
@@ -73,6 +75,23 @@ class Settled:
         self.labels, self.share = labels, share
         record["changed"], record["confident_share"] = changed, float(share.max())
         return changed < self.tol and grew < self.tol
+
+
+class SeenPredictions:
+    """The top probability and hard label of every sample as the training steps computed them, for
+    :class:`Settled` when one epoch's steps see every plain sample once (frozen embeddings, one
+    process): the rule then costs no pass over the data of its own. ``probs`` (…, n, k): the
+    starting assignment; :meth:`record` stores a batch's logits (…, batch, k) at sample indices ``idx``."""
+
+    def __init__(self, probs: torch.Tensor):
+        self.top, self.labels = probs.max(-1)
+
+    @torch.no_grad()
+    def record(self, idx: torch.Tensor, logits: torch.Tensor) -> None:
+        self.top[..., idx], self.labels[..., idx] = torch.softmax(logits.detach().float(), -1).max(-1)
+
+    def __call__(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.top, self.labels
 
 
 @contextlib.contextmanager
@@ -107,9 +126,13 @@ class SelfLabelClusterer(BaseClusterer):
                 "or flatten the samples with X.reshape(len(X), -1)")
         return X
 
-    def _check_common(self) -> None:
+    def _check_common(self, optional: tuple[str, ...] = ()) -> None:
+        """Check ``epochs``, ``batch_size`` (None allowed for the names in ``optional``: the method's
+        own default) and ``lr``."""
         for name in ("epochs", "batch_size"):
             value = getattr(self, name, 1)
+            if value is None and name in optional:
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
                 raise DeepclustError(f"{name} must be a whole number >= 1, got {value!r}")
         if not float(getattr(self, "lr", 1.0)) > 0:

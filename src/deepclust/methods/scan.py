@@ -55,11 +55,32 @@ warns (label-free: the consistency term is still close to log K, or no sample be
 Both steps end early once they have settled (``tol`` = 0.001, label-free,
 :class:`deepclust.methods._selflabel.Settled`): fewer than 0.1 % of the hard labels changed in the
 last epoch, in every head (DEC's and DEPICT's rule), and the share of predictions above the
-threshold grew by less than 0.1 % (a head can still sharpen with its labels fixed). Cost: the
-SCAN step is epochs × 2 (anchor and neighbour) × heads × n·k·d multiply-adds forward and again
-backward — on a frozen embedding that is all of it, compute-bound, so 10 heads cost about 5–10 × one.
-On BANKING77 and CLINC150 the labels still move 2–3 % an epoch at epoch 35 (the stochastic steps
-at lr 1e-4), so there the SCAN step runs its 50 epochs and only self-labelling ends early.
+threshold grew by less than 0.1 % (a head can still sharpen with its labels fixed).
+
+Speed on embeddings (the same epochs, the same loss; three differences from the authors' code,
+none of which reads labels or depends on the data set):
+
+- **Batches** (``batch_size``, ``selflabel_batch_size`` left at None) are ``EMBEDDING_BATCH_SCALE`` = 8 ×
+  the paper's (1,024 and 8,000) at 8 × its learning rate, the linear scaling rule (Goyal et al.,
+  "Accurate, Large Minibatch SGD", 2017): an epoch makes 8 × fewer Adam steps of 8 × the size, so
+  the weights can move as far per epoch (Adam's step is about lr; for SGD the ratio of lr to batch,
+  which sets the noise of the steps, would be the paper's). With batch 128 the step was bound by per-step overhead
+  (≈ 2 ms a step, 8,800 steps on CLINC150); now it is bound by the heads' products. There is no
+  augmentation of a frozen embedding, so nothing is lost by seeing more samples per step. On
+  images the batches stay the paper's.
+- **The stopping rule of the SCAN step reads the predictions the steps made** (an epoch's anchors
+  are every plain embedding once; :class:`deepclust.methods._selflabel.SeenPredictions`) instead of
+  a pass of its own, which cost a quarter of an epoch. Self-labelling keeps a fresh pass: its
+  collapse guard keeps the head as it is at the end of an epoch.
+- **bfloat16 products** for the SCAN step's heads on a CPU with bfloat16 instructions (AVX512-BF16,
+  AMX; :func:`deepclust.training.autocast` with ``cpu=True``), as every deep method already trains
+  on CUDA; losses, the head choice, self-labelling and predictions stay float32.
+
+Cost: the SCAN step is epochs × 2 (anchor and neighbour) × heads × n·k·d multiply-adds forward and
+as many backward; the heads are one product (:class:`deepclust.heads.MultiHead`), so 10 heads cost
+10 × one. Mining the neighbours is n²·d, the warm start one k-means fit. On BANKING77 and CLINC150
+(MiniLM) the labels still move 1–2 % an epoch at epoch 50, so the SCAN step runs its 50 epochs
+and only self-labelling ends early; see BENCHMARKS.md ("SCAN's speed") for the time against k-means.
 """
 
 from __future__ import annotations
@@ -83,15 +104,19 @@ from deepclust.engines.neighbors import cosine_knn
 from deepclust.errors import DeepclustError
 from deepclust.heads import MultiHead, SoftmaxHead
 from deepclust.losses import confident_self_label_loss, scan_loss
-from deepclust.methods._selflabel import SelfLabelClusterer, Settled, collapse, eval_mode
+from deepclust.methods._selflabel import SeenPredictions, SelfLabelClusterer, Settled, collapse, eval_mode
 from deepclust.targets import kmeans_target
-from deepclust.training import batched, mark_interrupted, train_epochs
+from deepclust.training import autocast, batched, mark_interrupted, train_epochs
 
 INITS = ("kmeans", "random")
 ENTROPY_MEANS = ("auto", "batch", "running")
 #: ``entropy_mean="auto"`` keeps the paper's batch mean while a batch holds at least this many samples per
 #: cluster (CIFAR-10: 12.8, CIFAR-100-20: 6.4 in the paper), and uses the running mean below
 BATCH_PER_CLUSTER = 5
+#: the paper's batches (its CIFAR configuration): SCAN step, self-labelling
+PAPER_BATCH, PAPER_SELFLABEL_BATCH = 128, 1000
+#: on embeddings, the default batches are this many times the paper's, at this many times its learning rate
+EMBEDDING_BATCH_SCALE = 8
 
 
 class SCAN(SelfLabelClusterer):
@@ -105,11 +130,13 @@ class SCAN(SelfLabelClusterer):
     entropy_weight : weight of the entropy of the mean assignment (5 in the paper).
     entropy_mean : where the mean assignment is taken: ``"batch"`` (the paper), ``"running"`` (over all
         the data, kept up to date) or ``"auto"`` (batch while it holds >= 5 samples per cluster).
-    epochs, batch_size : SCAN step (50 epochs of 128 in the paper).
-    selflabel_epochs, selflabel_batch_size : self-labelling step (200 epochs of 1000; 0 skips it).
+    epochs, batch_size : SCAN step (50 epochs of 128 in the paper; None: 128 on images, 1,024 at 8 × lr on
+        embeddings, see the notes above).
+    selflabel_epochs, selflabel_batch_size : self-labelling step (200 epochs of 1000; 0 epochs skips it;
+        None: 1,000 on images, 8,000 at 8 × lr on embeddings).
     threshold : confidence above which a prediction becomes a pseudo-label (0.99).
     class_balance : weight the self-labelling cross-entropy by inverse class frequency.
-    lr, weight_decay : Adam settings of both steps (1e-4, 1e-4).
+    lr, weight_decay : Adam settings of both steps (1e-4, 1e-4), at the paper's batch sizes.
     init : ``"kmeans"`` (heads from the k-means centroids of what they read) or ``"random"`` (the paper).
     tol : end each step at the first epoch in which, in every head, fewer than this share of hard
         labels changed (DEC's and DEPICT's rule) and the share of predictions above ``threshold``
@@ -125,19 +152,21 @@ class SCAN(SelfLabelClusterer):
         fraction of the image (0.5), see :func:`deepclust.augment.strong_view`.
 
     Attributes: ``labels_``, ``head_losses_`` (total SCAN loss of every head; ``best_head_`` is the
-    arg-min), ``backbone_`` (the identity for embeddings), ``head_``, ``history_``, ``timings_``.
+    arg-min), ``backbone_`` (the identity for embeddings), ``head_``, ``history_``, ``timings_``,
+    ``schedule_`` (the batch sizes and learning rates the two steps used).
     """
 
     _networks = ("backbone_", "head_")
     _saved_arrays = ("labels_", "scale_min_", "scale_max_")
-    _saved_values = ("history_", "timings_", "head_losses_", "best_head_", "interrupted_")
+    _saved_values = ("history_", "timings_", "head_losses_", "best_head_", "interrupted_", "schedule_")
     _display_name = "SCAN"
     _data_parallel = True
     _max_input_dims = 4
 
     def __init__(self, n_clusters: int = 10, *, n_neighbors: int = 20, n_heads: int = 10,
-                 entropy_weight: float = 5.0, entropy_mean: str = "auto", epochs: int = 50, batch_size: int = 128, selflabel_epochs: int = 200,
-                 selflabel_batch_size: int = 1000, threshold: float = 0.99, class_balance: bool = True,
+                 entropy_weight: float = 5.0, entropy_mean: str = "auto", epochs: int = 50,
+                 batch_size: int | None = None, selflabel_epochs: int = 200, selflabel_batch_size: int | None = None,
+                 threshold: float = 0.99, class_balance: bool = True,
                  lr: float = 1e-4, weight_decay: float = 1e-4, init: str = "kmeans", tol: float = 0.001,
                  knn_backend: str = "auto", normalize: bool = True,
                  pretext: dict[str, Any] | None = None, update_backbone: bool = True, strong_ops: int = 4,
@@ -168,9 +197,9 @@ class SCAN(SelfLabelClusterer):
         self.verbose = verbose
 
     def _check_params(self, n: int) -> None:
-        self._check_common()
+        self._check_common(optional=("batch_size",))
         for name in ("n_heads", "selflabel_batch_size"):
-            if int(getattr(self, name)) < 1:
+            if getattr(self, name) is not None and int(getattr(self, name)) < 1:
                 raise DeepclustError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if int(self.selflabel_epochs) < 0:
             raise DeepclustError(f"selflabel_epochs must be >= 0, got {self.selflabel_epochs!r}")
@@ -188,12 +217,25 @@ class SCAN(SelfLabelClusterer):
         if int(self.strong_ops) < 0 or not 0.0 <= float(self.cutout) < 1.0:
             raise DeepclustError(f"strong_ops must be >= 0 and cutout in [0, 1), got {self.strong_ops!r}, {self.cutout!r}")
 
-    def _running_entropy(self) -> bool:
+    def _schedule(self, images: bool) -> dict[str, float]:
+        """Batch sizes and learning rates of the two steps. A batch left at None is the paper's
+        (``PAPER_BATCH``, ``PAPER_SELFLABEL_BATCH``) on images and ``EMBEDDING_BATCH_SCALE`` × it on
+        embeddings, where that step's learning rate is scaled by the same factor (the linear scaling
+        rule: the same epochs move the weights as far in fewer, larger steps); a given batch runs at ``lr``."""
+        plan: dict[str, float] = {}
+        for key, given, paper in (("", self.batch_size, PAPER_BATCH),
+                                  ("selflabel_", self.selflabel_batch_size, PAPER_SELFLABEL_BATCH)):
+            scale = 1 if given is not None or images else EMBEDDING_BATCH_SCALE
+            plan[f"{key}batch_size"] = int(given) if given is not None else paper * scale
+            plan[f"{key}lr"] = float(self.lr) * scale
+        return plan
+
+    def _running_entropy(self, batch_size: int) -> bool:
         """Whether the entropy term uses the running mean assignment over all the data (see
         :func:`deepclust.losses.scan_loss`): ``entropy_mean="running"``, or ``"auto"`` with fewer than
         ``BATCH_PER_CLUSTER`` samples per cluster in a batch."""
         if self.entropy_mean == "auto":
-            return int(self.batch_size) < BATCH_PER_CLUSTER * int(self.n_clusters)
+            return int(batch_size) < BATCH_PER_CLUSTER * int(self.n_clusters)
         return self.entropy_mean == "running"
 
     def _pretext_model(self, device: torch.device | str = "cpu", seed: int | None = 0) -> SimCLR:
@@ -230,6 +272,8 @@ class SCAN(SelfLabelClusterer):
         dev = resolve_device(self.device)
         seed, gen = self._seed()
         images = X.ndim > 2
+        self.schedule_ = plan = self._schedule(images)
+        batch = int(plan["batch_size"])
         timings: dict[str, float] = {}
         # torchrun: every rank holds all inputs (a step reads a sample's neighbours, which may lie in any
         # shard) and takes the steps' samples from its own rows
@@ -282,31 +326,43 @@ class SCAN(SelfLabelClusterer):
             timings["init"] = time.perf_counter() - t0
             del z
         params = [*heads.parameters(), *(backbone.parameters() if train_backbone else [])]
-        opt = torch.optim.Adam(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
+        opt = torch.optim.Adam(params, lr=plan["lr"], weight_decay=float(self.weight_decay))
         m = int(self.n_neighbors)
 
-        running = None
-        if self._running_entropy():  # the mean assignment of every head over all the data, kept up to date
+        def head_probs() -> torch.Tensor:
+            """Every head's assignment of the plain inputs, (heads, n, k)."""
             with eval_mode(backbone):
-                running = torch.softmax(batched(lambda xb: heads(backbone(xb)).transpose(0, 1), x), -1).mean(0)
-        momentum = min(1.0, int(self.batch_size) / n)  # a memory of about one epoch
+                return torch.softmax(batched(lambda xb: heads(backbone(xb)).transpose(0, 1), x), -1).transpose(0, 1)
+
+        # on embeddings (one process) an epoch's anchors are every plain sample once: the stopping rule
+        # reads the predictions the steps made instead of a pass of its own
+        seen_in_steps = not images and part.whole
+        stop_rule = float(self.tol) > 0
+        start = head_probs() if self._running_entropy(batch) or (stop_rule and seen_in_steps) else None
+        # the mean assignment of every head over all the data, kept up to date
+        running = start.mean(1) if self._running_entropy(batch) else None
+        seen = SeenPredictions(start) if stop_rule and seen_in_steps else None
+        settled = (Settled(seen or (lambda: head_probs().max(-1)), float(self.tol), float(self.threshold))
+                   if stop_rule else None)
+        del start
+        momentum = min(1.0, batch / n)  # a memory of about one epoch
 
         def scan_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
             nonlocal running
             idx = part.to_global(idx)
             pick = torch.randint(m, (idx.numel(),), generator=gen).to(dev)
-            logits = heads(backbone(torch.cat([view(x[idx]), view(x[nbrs[idx, pick]])])))
+            pairs = torch.cat([idx, nbrs[idx, pick]])  # anchors, then one mined neighbour of each
+            inputs = torch.cat([view(x[idx]), view(x[pairs[idx.numel():]])]) if images else x[pairs]
+            with autocast(dev, True, cpu=not images):  # the heads' products: all of the step's cost on embeddings
+                logits = heads(backbone(inputs))
+            if seen is not None:
+                seen.record(idx, logits[:, :idx.numel()])
             if running is not None:
                 batch_mean = torch.softmax(logits[:, :idx.numel()].detach().float(), -1).mean(1)
                 running = running.mul(1 - momentum).add_(batch_mean, alpha=momentum)
             out = scan_loss(logits[:, :idx.numel()], logits[:, idx.numel():], float(self.entropy_weight), running)
             return {"loss": out["loss"].sum(), "consistency": out["consistency"].mean(),
                     "entropy": out["entropy"].mean()}
-
-        def head_probs() -> torch.Tensor:
-            """Every head's assignment of the plain inputs, (heads, n, k)."""
-            with eval_mode(backbone):
-                return torch.softmax(batched(lambda xb: heads(backbone(xb)).transpose(0, 1), x), -1).transpose(0, 1)
 
         def synced(hook: Any) -> Any:
             """torchrun: the backbone's batch-norm statistics averaged over the ranks before ``hook`` reads them."""
@@ -319,10 +375,9 @@ class SCAN(SelfLabelClusterer):
             return run
 
         t0 = time.perf_counter()
-        scan_hist = train_epochs(opt, scan_step, part, epochs=int(self.epochs), batch_size=int(self.batch_size),
+        scan_hist = train_epochs(opt, scan_step, part, epochs=int(self.epochs), batch_size=batch,
                                  device=dev, generator=gen, desc="SCAN clustering",
-                                 after_epoch=synced(Settled(head_probs, float(self.tol), float(self.threshold))
-                                                    if float(self.tol) > 0 else None))
+                                 after_epoch=synced(settled))
         distributed.average_buffers(backbone)
         timings["scan"] = time.perf_counter() - t0
         if scan_hist and scan_hist[-1]["consistency"] > 0.9 * math.log(int(self.n_clusters)):
@@ -349,7 +404,7 @@ class SCAN(SelfLabelClusterer):
         sl_hist: list = []
         if int(self.selflabel_epochs) > 0:
             params = [*head.parameters(), *(backbone.parameters() if train_backbone else [])]
-            opt = torch.optim.Adam(params, lr=float(self.lr), weight_decay=float(self.weight_decay))
+            opt = torch.optim.Adam(params, lr=plan["selflabel_lr"], weight_decay=float(self.weight_decay))
 
             def selflabel_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
                 xb = x[part.to_global(idx)]
@@ -371,7 +426,8 @@ class SCAN(SelfLabelClusterer):
                     return torch.softmax(batched(lambda xb: head(backbone(xb)), x), 1)
 
             guard_collapse = collapsed[self.best_head_] is None
-            settled = Settled(probs, float(self.tol), float(self.threshold))
+            # a fresh pass: the collapse guard keeps the head as it is at the end of an epoch
+            settled = Settled(lambda: probs().max(-1), float(self.tol), float(self.threshold))
 
             def guard(epoch: int, record: dict[str, Any]) -> bool:
                 """Stop when self-labelling has settled (:class:`Settled`), or when it collapses the
@@ -387,7 +443,7 @@ class SCAN(SelfLabelClusterer):
 
             t0 = time.perf_counter()
             sl_hist = train_epochs(opt, selflabel_step, part, epochs=int(self.selflabel_epochs),
-                                   batch_size=int(self.selflabel_batch_size), device=dev, generator=gen,
+                                   batch_size=int(plan["selflabel_batch_size"]), device=dev, generator=gen,
                                    desc="SCAN self-labelling", after_epoch=synced(guard))
             distributed.average_buffers(backbone)
             timings["selflabel"] = time.perf_counter() - t0
