@@ -253,6 +253,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: once, not per anchor
     if args.anchors:
         for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
             rec = run_anchors(name, args.anchors, args.seed, args.cap,

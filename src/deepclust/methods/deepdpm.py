@@ -129,8 +129,9 @@ class SubclusterNets(nn.Module):
             b[i].uniform_(-bound, bound)
 
     def forward(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
-        h = F.relu(torch.bmm(x[:, None], self.w1[z]).squeeze(1) + self.b1[z])
-        return torch.bmm(h[:, None], self.w2[z]).squeeze(1) + self.b2[z]
+        h = F.relu(torch.einsum("bd,kdh->bkh", x, self.w1) + self.b1)  # every net on every point: dense, fast
+        out = torch.einsum("bkh,kho->bko", h, self.w2) + self.b2
+        return out[torch.arange(len(x), device=x.device), z]
 
     @torch.no_grad()
     def select(self, rows: list[int]) -> "SubclusterNets":
@@ -356,13 +357,16 @@ class DeepDPM(BaseClusterer):
         the weights are shares of ``n_total`` points under the Dirichlet prior."""
         r = R.sum(0)
         w = prior.weights(r / n_total)
-        data_means = (R.T @ Z) / r.clamp_min(1e-12)[:, None]
-        mus = prior.means(w * n_total, data_means)
+        s1 = R.T @ Z
+        mus = prior.means(w * n_total, s1 / r.clamp_min(1e-12)[:, None])
+        # Σ_n r_nk (z_n − μ_k)(z_n − μ_k)ᵀ for every k at once
+        ms = mus[:, :, None] * s1[:, None, :]
+        scatter = ((R.T[:, :, None] * Z).transpose(1, 2) @ Z - ms - ms.transpose(1, 2)
+                   + r[:, None, None] * mus[:, :, None] * mus[:, None, :])
         covs = []
         eye = torch.eye(Z.shape[1], dtype=Z.dtype, device=Z.device)
         for k in range(R.shape[1]):
-            diff = Z - mus[k]
-            c = prior.cov(float(r[k]), mus[k], (R[:, k, None] * diff).T @ diff / (float(r[k]) + 1e-4))
+            c = prior.cov(float(r[k]), mus[k], scatter[k] / (float(r[k]) + 1e-4))
             if torch.linalg.cholesky_ex(c)[1] != 0:
                 c = c + 1e-5 * eye
             covs.append(c)
