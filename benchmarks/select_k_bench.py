@@ -21,6 +21,15 @@ once on their 5-D UMAP layout with ``select_k``'s settings (``space = "layout"``
 wall-clock cap (``"timeout"`` when hit). One record per set and space:
 
     PYTHONPATH=src DEEPCLUST_DATA=../shared/data python benchmarks/select_k_bench.py --anchors layout --out benchmarks/results/k-anchors.jsonl
+
+Two more anchors, run later into their own records (``--only`` picks anchors; the table reads the
+records of one set and space together): **DeepDPM** (Ronen, Finder & Freifeld, CVPR 2022;
+:mod:`deepclust.methods.deepdpm` with its defaults, from k = 1, the authors' default; on features
+wider than 50 dimensions after PCA to 50) in both spaces, and **CPP's coding length** (Chu et al., ICLR
+2024; ``select_k(criteria=("coding_length",))`` on the same subsample, which makes its own UMAP
+layout, so on the features only):
+
+    PYTHONPATH=src DEEPCLUST_DATA=../shared/data python benchmarks/select_k_bench.py --anchors features --only deepdpm,coding_length --cap 120 --out benchmarks/results/k-anchors-deepdpm.jsonl
 """
 
 from __future__ import annotations
