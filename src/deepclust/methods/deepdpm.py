@@ -41,7 +41,7 @@ Differences from the paper and the authors' code, and why:
 * The E-step targets are computed once per epoch (the Gaussians only change between epochs, so the
   targets are the same as the authors' per-batch ones), and the nets' soft assignments for the
   M-step are read after the epoch's steps instead of collected during them.
-* After a move the optimiser's moments of the changed layers are reset for every layer; a new
+* After a move Adam's moments are reset for every layer (the authors reset the changed layers'); a new
   cluster's subclustering net starts from PyTorch's default initialisation; subclusters start by
   the exact 2-means of their points projected on the first principal component (the authors
   run k-means in that 1-D projection).
