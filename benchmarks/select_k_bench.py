@@ -21,6 +21,15 @@ once on their 5-D UMAP layout with ``select_k``'s settings (``space = "layout"``
 wall-clock cap (``"timeout"`` when hit). One record per set and space:
 
     PYTHONPATH=src DEEPCLUST_DATA=../shared/data python benchmarks/select_k_bench.py --anchors layout --out benchmarks/results/k-anchors.jsonl
+
+Two more anchors, run later into their own records (``--only`` picks anchors; the table reads the
+records of one set and space together): **DeepDPM** (Ronen, Finder & Freifeld, CVPR 2022;
+:mod:`deepclust.methods.deepdpm` with its defaults, from k = 1, the authors' default; on features
+wider than 50 dimensions after PCA to 50) in both spaces, and **CPP's coding length** (Chu et al., ICLR
+2024; ``select_k(criteria=("coding_length",))`` on the same subsample, which makes its own UMAP
+layout, so on the features only):
+
+    PYTHONPATH=src DEEPCLUST_DATA=../shared/data python benchmarks/select_k_bench.py --anchors features --only deepdpm,coding_length --cap 120 --out benchmarks/results/k-anchors-deepdpm.jsonl
 """
 
 from __future__ import annotations
@@ -34,7 +43,7 @@ from typing import Any, Callable
 import numpy as np
 
 from deepclust.data import load_dataset, resolve_data_dir
-from deepclust.runtime import versions
+from deepclust.runtime import machine_load, versions
 from deepclust.select_k import N_NEIGHBORS, hdbscan_count, k_limit, select_k, umap_reduce
 
 BUILTIN = ("digits", "mnist-test", "usps", "mnist", "fashion-mnist-test", "fashion-mnist", "agnews-8k", "searchsnippets",
@@ -44,7 +53,11 @@ TABULAR = ("pendigits", "letter", "satimage", "optdigits", "mfeat")
 #: the v2 benchmark's criteria (CPP's coding length, added later, is measured in benchmarks/mcr2_bench.py)
 V2_CRITERIA = ("bic", "silhouette", "hdbscan")
 RULES = (*V2_CRITERIA, "median")
-ANCHORS = ("xmeans", "gmeans", "dipmeans", "gap", "hdbscan")
+ANCHORS = ("xmeans", "gmeans", "dipmeans", "gap", "hdbscan", "deepdpm", "coding_length")
+#: anchors run on the features only: select_k's coding length makes its own UMAP layout of them
+FEATURES_ONLY = ("coding_length",)
+#: DeepDPM's start (the authors' default for given features) and its PCA of wider features (see anchor_k)
+DPM_INIT_K, DPM_PCA = 1, 50
 #: the anchors' cost caps: points per set, seconds per anchor, and the gap statistic's k range and reference sets
 ANCHOR_SAMPLES, ANCHOR_SECONDS, GAP_MAX_K, GAP_BOOTS = 5000, 300, 50, 10
 
@@ -79,11 +92,25 @@ def representation(name: str) -> tuple[np.ndarray, int, str]:
 
 
 def anchor_k(name: str, X: np.ndarray, seed: int) -> int:
-    """The number of clusters anchor ``name`` finds in ``X`` (ClustPy's defaults, k up to :func:`k_limit`)."""
+    """The number of clusters anchor ``name`` finds in ``X`` (ClustPy's defaults, k up to :func:`k_limit`;
+    DeepDPM from k = 1 with its defaults, on wider features after PCA to 50 dimensions: its full-covariance
+    E-step on 384–784 dimensions does not fit the cap on one thread; CPP's coding length as select_k computes it)."""
     from clustpy.centroid import DipMeans, GapStatistic, GMeans, XMeans
 
     if name == "hdbscan":
         return hdbscan_count(X, 2 * N_NEIGHBORS)
+    if name == "deepdpm":
+        from threadpoolctl import threadpool_limits
+
+        from deepclust.methods.deepdpm import DeepDPM
+
+        with threadpool_limits(1):
+            model = DeepDPM(init_k=DPM_INIT_K, pca_dim=DPM_PCA if X.shape[1] > DPM_PCA else None, device="cpu",
+                            random_state=seed)
+            return int(model.fit(X).n_clusters_found_)
+    if name == "coding_length":
+        return int(select_k(X, criteria=("coding_length",), rule="coding_length", random_state=seed,
+                            device="cpu").k)
     top = k_limit(len(X))
     model = {"xmeans": lambda: XMeans(max_n_clusters=top, random_state=seed),
              "gmeans": lambda: GMeans(max_n_clusters=top, random_state=seed),
@@ -116,8 +143,8 @@ def capped(fn: Callable[..., int], args: tuple, seconds: float) -> tuple[int | s
     return out, round(time.perf_counter() - t0, 2)
 
 
-def run_anchors(name: str, space: str, seed: int, seconds: float) -> dict[str, Any]:
-    """One record: every anchor's k for set ``name`` in ``space`` ("features" or "layout")."""
+def run_anchors(name: str, space: str, seed: int, seconds: float, anchors: tuple[str, ...] = ANCHORS) -> dict[str, Any]:
+    """One record: the k of every anchor of ``anchors`` for set ``name`` in ``space`` ("features" or "layout")."""
     X, true_k, enc = representation(name)
     n = len(X)
     if n > ANCHOR_SAMPLES:
@@ -129,7 +156,7 @@ def run_anchors(name: str, space: str, seed: int, seconds: float) -> dict[str, A
         X = umap_reduce(X, n_components=5, random_state=seed, min_dist=0.0)
         reduce_s = round(time.perf_counter() - t0, 2)
     choices, secs = {}, {}
-    for a in ANCHORS:
+    for a in (a for a in anchors if space == "features" or a not in FEATURES_ONLY):
         choices[a], secs[a] = capped(anchor_k, (a, X, seed), seconds)
         print(f"  {name} {space} {a}: {choices[a]} ({secs[a]:.0f} s)", flush=True)
     return {"dataset": name, "space": space, "n_samples": n, "n_samples_used": len(X), "dim": int(X.shape[1]),
@@ -141,21 +168,30 @@ def run_anchors(name: str, space: str, seed: int, seconds: float) -> dict[str, A
                          "xmeans/gmeans/dipmeans": "ClustPy 0.0.3 defaults, max_n_clusters = k_max",
                          "gap": f"ClustPy GapStatistic, k = 1…{GAP_MAX_K}, {GAP_BOOTS} reference sets",
                          "hdbscan": "select_k.hdbscan_count, min cluster size 30",
+                         "deepdpm": f"deepclust DeepDPM defaults, init_k = {DPM_INIT_K}, PCA to {DPM_PCA} dimensions "
+                                    f"when wider, k = distinct labels of the clustering net",
+                         "coding_length": "select_k(criteria=('coding_length',)) on the subsample (its own UMAP "
+                                          "layout; features only)",
                          "layout": "select_k.umap_reduce(n_components=5, min_dist=0, 15 neighbours) of the subsample"},
-            "seed": seed, "device": "cpu, 1 thread, nice", "versions": versions(),
+            "seed": seed, "device": "cpu, 1 thread, nice", "versions": versions(), **machine_load(),
             "note": "2 CPU cores shared with other jobs: seconds (and so which anchors time out) depend on the load"}
 
 
 def anchors_table_of(recs: list[dict], ours: dict[str, dict]) -> str:
     """Per set: true k, select_k's choices (``ours``: the v2 records by set) and each anchor's k on the
-    features and on the layout (bold where right), then how many sets each column got right."""
-    by = {(r["dataset"], r["space"]): r for r in recs}
+    features and on the layout (bold where right), then how many sets each column got right. Records of
+    the same set and space (anchors run at different times) are read together; an anchor no record has
+    gets no column."""
+    by: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in recs:
+        by.setdefault((r["dataset"], r["space"]), {"choices": {}})["choices"].update(r["choices"])
+    ran = {a for r in recs for a in r["choices"]}
     sets = list(dict.fromkeys(r["dataset"] for r in recs))
     cols: list[tuple[str, Callable[[str], Any]]] = [
         ("select_k (silhouette)", lambda d: ours.get(d, {}).get("choices", {}).get("silhouette")),
         ("select_k (median)", lambda d: ours.get(d, {}).get("choices", {}).get("median"))]
     for space in ("features", "layout"):
-        for a in ANCHORS:
+        for a in (a for a in ANCHORS if a in ran and (space == "features" or a not in FEATURES_ONLY)):
             cols.append((f"{a} ({space})", lambda d, a=a, s=space: by.get((d, s), {}).get("choices", {}).get(a)))
     true = {r["dataset"]: r["true_k"] for r in recs}
 
@@ -213,6 +249,7 @@ def main() -> None:
     p.add_argument("--table", metavar="JSONL", help="print the markdown table of a results file and exit")
     p.add_argument("--datasets", default=",".join((*BUILTIN, *TABULAR, *INTENT)))
     p.add_argument("--anchors", choices=("features", "layout"), help="run the anchors in this space instead of select_k")
+    p.add_argument("--only", default=",".join(ANCHORS), help="the anchors to run (--anchors), comma-separated")
     p.add_argument("--cap", type=float, default=ANCHOR_SECONDS, help="seconds allowed to each anchor (--anchors)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="benchmarks/results/select-k-v2.jsonl")
@@ -225,9 +262,11 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # its first use imports torch._dynamo: once, not per anchor
     if args.anchors:
         for name in [d.strip() for d in args.datasets.split(",") if d.strip()]:
-            rec = run_anchors(name, args.anchors, args.seed, args.cap)
+            rec = run_anchors(name, args.anchors, args.seed, args.cap,
+                              tuple(a for a in ANCHORS if a in args.only.split(",")))
             with open(args.out, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             print(f"{name} {args.anchors}: true k {rec['true_k']}, {rec['choices']}", flush=True)

@@ -125,7 +125,8 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
     if kind == "depict-init":
         return latest(records, lambda r: (r["dataset"], r["seed"], r["init"]))
     if kind == "k-anchors":
-        return latest([r for r in records if r["seed"] == 0], lambda r: (r["dataset"], r.get("space")))
+        return latest([r for r in records if r["seed"] == 0],
+                      lambda r: (r["dataset"], r.get("space"), tuple(sorted(r["choices"])) if "space" in r else None))
     if kind == "run-choice":
         return latest(records, lambda r: (r["set"], r["seed"]))
     if kind == "semisup":

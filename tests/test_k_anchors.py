@@ -67,3 +67,19 @@ def test_k_anchors_table_renders_from_the_records(tmp_path):
     assert lines[3] == "| b | 26 | 30 | **27** | **28** | 40 | 1 | error | **24** | – | – | – | – | – |"
     assert lines[4] == ("| **right on N of 2** (±10 %, exact for k ≤ 10) | | 1/2 | 1/2 | 1/2 | 0/2 | 0/2 | 0/2 | "
                         "1/2 | 1/2 | 0/2 | 0/2 | 0/2 | 1/2 |")
+
+
+def test_later_anchors_of_the_same_set_and_space_add_columns(tmp_path):
+    anchors, ours = records()
+    later = [{"encoder": "raw", "seed": 0, "dataset": "a", "space": "layout", "true_k": 10, "choices": {"deepdpm": 10}},
+             {"encoder": "raw", "seed": 0, "dataset": "b", "space": "features", "true_k": 26,
+              "choices": {"deepdpm": "timeout", "coding_length": 27}}]
+    for name, recs in (("k-anchors.jsonl", anchors), ("k-anchors-deepdpm.jsonl", later), ("select-k-v2.jsonl", ours)):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    lines = tables.render("k-anchors k-anchors.jsonl k-anchors-deepdpm.jsonl select-k-v2.jsonl", tmp_path).splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head[8:12] == ["hdbscan (features)", "deepdpm (features)", "coding_length (features)", "xmeans (layout)"]
+    assert head[-1] == "deepdpm (layout)" and "coding_length (layout)" not in head
+    # the older anchors of the same set and space are kept beside the new ones
+    assert lines[2].endswith("| **10** | 12 | timeout | 9 | **10** | **10** |")
+    assert "| **24** | timeout | **27** |" in lines[3]

@@ -39,6 +39,8 @@ TINY: dict[str, dict] = {
     "p2ot": dict(_SELF_LABEL, n_label_updates=1, n_neighbors=5),
     "sp2ot": dict(_SELF_LABEL, n_label_updates=1, n_neighbors=5, mm_iters=2),
     "tell": dict(epochs=2, batch_size=16, device="cpu"),
+    "deepdpm": dict(init_k=3, normalize=False, epochs=12, start_params=2, start_subclusters=3, start_moves=4, move_every=3,
+                    freeze_epochs=1, batch_size=16, hidden_dim=8, device="cpu"),
     "cpp": dict(_SELF_LABEL, hidden_dims=(8,), out_dim=4, batch_size=16),
     "mlc": dict(_SELF_LABEL, hidden_dims=(8,), out_dim=4, batch_size=16, warmup_epochs=1),
     "pbn": dict(epochs=10, batch_size=16, latent_dim=4, k_max=4, kmeans_n_init=2, device="cpu"),

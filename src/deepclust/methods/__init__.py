@@ -146,6 +146,11 @@ METHODS: dict[str, MethodInfo] = {
                    "novel-class discovery in tables: encoder trained on known-class labels + reconstruction; the novel "
                    "classes are k-means clusters of its latent space, their number its silhouette maximum",
                    "Troisemaine et al., DMKD 2024 (arXiv 2311.05440)", deep=True),
+        MethodInfo("deepdpm", "deepclust.methods.deepdpm:DeepDPM",
+                   "DeepDPM: a clustering net and per-cluster subclustering nets fitted to a Dirichlet-process "
+                   "Gaussian mixture's E-step; k found by split and merge moves accepted by the Metropolis-Hastings "
+                   "ratio of NIW marginal likelihoods (given features)",
+                   "Ronen, Finder & Freifeld, CVPR 2022", deep=True),
         MethodInfo("tell", "deepclust.methods.tell:TELL",
                    "interpretable neural clustering: k-means as a layer whose weights are the centres, trained by "
                    "mini-batch gradient descent; explains clusters by their centres and samples by the deciding "
