@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 20 part 4: BANKING77 and CLINC150 (all-MiniLM-L6-v2 through the encoder path, cached) at the
 # true k, one torch thread a run → benchmarks/results/manyclass-MODE.jsonl; table in BENCHMARKS.md.
-# Usage: benchmarks/manyclass.sh classical|scan|scan-v2|sela [SEEDS]   (PYTHON: the interpreter, default python)
+# Usage: benchmarks/manyclass.sh classical|scan|scan-v2|sela|depict [SEEDS]   (PYTHON: the interpreter, default python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=benchmarks/results/manyclass-$1.jsonl
@@ -30,6 +30,8 @@ case "$1" in
         bench --datasets $d --methods scan --seeds "$s"
       done
     done ;;
+  depict)  # DEPICT on the embedding (its MLP autoencoder, K-dimensional embedding, AC-PIC start), every default
+    bench --datasets $BOTH --methods depict --seeds "$SEEDS" ;;
   sela)  # shortened schedule (the defaults' 400 epochs / 100 Sinkhorn updates do not fit a CPU session)
     bench --datasets $BOTH --methods sela --param epochs=40 --param n_label_updates=10 --param sinkhorn_iters=300 \
           --seeds "$SEEDS" ;;
