@@ -372,8 +372,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     noise(p)
     p.add_argument("--labels", default=None, metavar="FILE",
-                   help="partial labels for seeded-kmeans / constrained-kmeans: a CSV of index,label rows, or one "
-                        "column with a row per sample (empty = unlabelled)")
+                   help="partial labels for seeded-kmeans, constrained-kmeans, transductive-fewshot, "
+                        "umap-spreading …: a CSV of index,label rows, or one column with a row per sample "
+                        "(empty = unlabelled)")
     p.add_argument("--labels-column", default=None, metavar="NAME",
                    help="tables: a column of partial labels (empty cells = unlabelled; not used as a feature)")
     p.add_argument("--constraints", default=None, metavar="FILE",

@@ -110,6 +110,17 @@ def umap_layout(X: np.ndarray, *, n_components: int = 10, n_neighbors: int = 15,
     return layout.copy()
 
 
+def keep_anchors(X: np.ndarray, layout: np.ndarray, max_anchors: int, random_state: int | None
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(training points, their layout coordinates, their row indices or None for all) kept to place new
+    points: all of them, or ``max_anchors`` drawn at random."""
+    rng = np.random.default_rng(random_state)
+    keep = np.sort(rng.choice(len(X), max_anchors, replace=False)) if len(X) > max_anchors else None
+    flat = X.reshape(len(X), -1)
+    return (np.ascontiguousarray(flat if keep is None else flat[keep], dtype=np.float32),
+            layout if keep is None else layout[keep], keep)
+
+
 def place(X: np.ndarray, train_X: np.ndarray, train_layout: np.ndarray, n_neighbors: int = 15,
           block: int = 4096) -> np.ndarray:
     """Layout coordinates of new points: the distance-weighted mean over their nearest training points."""

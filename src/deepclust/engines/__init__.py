@@ -9,6 +9,8 @@
   (partial labels or pairwise constraints).
 * :mod:`deepclust.engines.transductive` — transductive few-shot clustering (prototypes + Laplacian
   regularisation + a few labels, Ziko et al. 2021).
+* :mod:`deepclust.engines.spreading` — a few labels spread over the K-NN graph of the UMAP layout
+  (label spreading, Zhou et al. 2004).
 * :mod:`deepclust.engines.discovery` — novel-class discovery: NCD k-means and NCD spectral clustering
   (Troisemaine et al. 2024) and their shared parts.
 * :mod:`deepclust.engines.gpc` — generalized category discovery: a semi-supervised GMM sized by split
@@ -36,6 +38,7 @@ _WHERE = {
     "COPKMeans": "deepclust.engines.constrained",
     "PCKMeans": "deepclust.engines.constrained",
     "TransductiveFewShot": "deepclust.engines.transductive",
+    "ManifoldLabelSpreading": "deepclust.engines.spreading",
     "NCDKMeans": "deepclust.engines.discovery",
     "NCDSpectralClustering": "deepclust.engines.discovery",
     "GPC": "deepclust.engines.gpc",

@@ -18,7 +18,7 @@ import numpy as np
 
 from deepclust.base import BaseClusterer
 from deepclust.errors import DeepclustError
-from deepclust.reduction import place, umap_layout
+from deepclust.reduction import keep_anchors, place, umap_layout
 
 CLUSTERERS = ("gmm", "kmeans")
 
@@ -90,11 +90,7 @@ class ManifoldClustering(BaseClusterer):
         model = self._make_clusterer().fit(layout)
         self.timings_["cluster"] = time.perf_counter() - t0
         self.labels_ = np.asarray(model.labels_, dtype=np.int64)
-        rng = np.random.default_rng(self.random_state)
-        keep = np.sort(rng.choice(len(X), self.max_anchors, replace=False)) if len(X) > self.max_anchors else None
-        flat = X.reshape(len(X), -1)
-        self.anchors_ = np.ascontiguousarray(flat if keep is None else flat[keep], dtype=np.float32)
-        self.anchor_layout_ = layout if keep is None else layout[keep]
+        self.anchors_, self.anchor_layout_, _ = keep_anchors(X, layout, self.max_anchors, self.random_state)
         self._store_clusterer(model)  # predictions go through the stored state: a reloaded model predicts the same
 
     # The inner clusterer's fitted arrays travel in one flat float64 array plus their shapes, so the

@@ -78,6 +78,9 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("transductive-fewshot", "deepclust.engines.transductive:TransductiveFewShot",
                    "prototypes + Laplacian regularisation on a K-NN graph + a few labelled points, by a bound "
                    "optimiser with parallel per-point updates", "Ziko et al., arXiv 2106.09516 (2021)"),
+        MethodInfo("umap-spreading", "deepclust.engines.spreading:ManifoldLabelSpreading",
+                   "a few labels spread over the K-NN graph of the (label-free) UMAP layout by label spreading; "
+                   "labelled samples keep their class", "McInnes et al., arXiv 1802.03426; Zhou et al., NIPS 2004"),
         MethodInfo("ncd-kmeans", "deepclust.engines.discovery:NCDKMeans",
                    "novel-class discovery: k-means of the unlabelled samples whose new centres start away from the "
                    "labelled (known) classes' means; n_novel='auto' by silhouette",
