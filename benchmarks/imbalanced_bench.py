@@ -13,8 +13,9 @@ Every set is encoded whole, then subset, so the cache is the one of the full set
 
 Methods, each with its catalogue defaults: ``kmeans``, ``gmm`` (full covariance up to 64 features,
 diagonal above: a full one on 384-1280 features is neither cheap nor well-posed at these n),
-``sela`` (equal sizes), ``sela-prior`` (SeLa given the true class proportions, largest first: an
-upper reference that **uses label information**, marked so in the records and the table),
+``sela`` (equal sizes), ``sela-prior`` (SeLa given the true class proportions, see
+:func:`true_prior`: an upper reference that **uses label information**, marked so in the records and
+the table),
 ``scan``, ``p2ot``, ``sp2ot``.
 
 Scores: ACC, NMI; head / medium / tail accuracy (the classes split in thirds by size, each class's
@@ -46,6 +47,7 @@ from deepclust.data import load_dataset
 from deepclust.encoders.api import encode_with_info
 from deepclust.methods import make_method
 from deepclust.runtime import versions
+from deepclust.targets import kmeans_target
 
 
 def long_tail_indices(y: np.ndarray, ratio: float, *, seed: int = 0) -> np.ndarray:
@@ -109,14 +111,26 @@ def features(spec: str) -> tuple[np.ndarray, np.ndarray, str, str]:
     return np.asarray(Z, dtype=np.float32).reshape(len(Z), -1), np.asarray(ds.y), name, enc
 
 
+def true_prior(X: np.ndarray, y: np.ndarray, k: int, seed: int) -> list[float]:
+    """The upper reference's prior: the true class proportions, given to the clusters of SeLa's own
+    k-means start (on the L2-normalised rows, same seed) by rank of size, so the biggest class's share
+    goes to the cluster the start made biggest (in a fixed order the transport would fight the start)."""
+    z = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(X, dtype=np.float32)), dim=1) * X.shape[1] ** 0.5
+    start = kmeans_target(z, k, seed=seed)[0].numpy()
+    rank = np.argsort(-np.bincount(start, minlength=k), kind="stable")
+    sizes = np.sort(np.bincount(np.unique(y, return_inverse=True)[1]))[::-1]
+    prior = np.empty(k)
+    prior[rank] = sizes / sizes.sum()
+    return prior.tolist()
+
+
 def build(method: str, k: int, seed: int, X: np.ndarray, y: np.ndarray):
     """The estimator of ``method`` (see the module notes) for these data."""
     if method == "gmm":
         return make_method("gmm", n_clusters=k, random_state=seed, device="cpu",
                            covariance_type="full" if X.shape[1] <= 64 else "diag")
-    if method == "sela-prior":  # the upper reference: the true class proportions, largest first
-        sizes = np.sort(np.bincount(np.unique(y, return_inverse=True)[1]))[::-1]
-        return make_method("sela", n_clusters=k, random_state=seed, device="cpu", prior=(sizes / sizes.sum()).tolist())
+    if method == "sela-prior":
+        return make_method("sela", n_clusters=k, random_state=seed, device="cpu", prior=true_prior(X, y, k, seed))
     return make_method(method, n_clusters=k, random_state=seed, device="cpu")
 
 
@@ -127,40 +141,70 @@ def _label(method: str) -> str:
     return f"{method} (true prior: uses labels)" if method in USES_LABELS else method
 
 
-def table_of(records: list[dict]) -> str:
-    """Markdown: mean ± std over seeds per data set, encoder and method; then the mean over the sets
-    of each imbalance ratio (only sets every method listed there has run on)."""
-    cols = COLS
-    lines = ["| data set | features | n | method | seeds | " + " | ".join(cols) + " | seconds |",
-             "|---|---|---:|---|---:|" + "---:|" * (len(cols) + 1)]
-    groups: dict[tuple[str, str, str], list[dict]] = {}
+METHOD_ORDER = ("kmeans", "gmm", "sela", "scan", "p2ot", "sp2ot", "sela-prior")
+
+
+def _order(method: str) -> tuple[int, str]:
+    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
+
+
+def _groups(records: list[dict]) -> dict[tuple, list[dict]]:
+    """Records by (ratio, data set, features, method), largest ratio first, methods in METHOD_ORDER."""
+    groups: dict[tuple, list[dict]] = {}
     for r in records:
-        groups.setdefault((r["dataset"], r.get("encoder", ""), r["method"]), []).append(r)
-    for (ds, enc, method), rs in groups.items():
-        cells = [f"{np.mean([r[c] for r in rs]):.3f} ± {np.std([r[c] for r in rs]):.3f}" for c in cols]
-        lines.append(f"| {ds} | {enc} | {rs[0]['n']} | {_label(method)} | {len(rs)} | " + " | ".join(cells)
-                     + f" | {np.mean([r['seconds'] for r in rs]):.1f} |")
+        groups.setdefault((r["imbalance_ratio"], r["dataset"], r.get("encoder", ""), r["method"]), []).append(r)
+    return dict(sorted(groups.items(), key=lambda kv: (-kv[0][0], kv[0][1], kv[0][2], _order(kv[0][3]))))
+
+
+def table_of(records: list[dict], full: bool = False) -> str:
+    """Markdown. Compact (default): one row per (data set, features), one column per method holding
+    ACC mean ± std over seeds / tail accuracy; ``full``: one row per method with every score. Then
+    :func:`summary_of`."""
+    groups = _groups(records)
+    if full:
+        lines = ["| data set | features | n | method | seeds | " + " | ".join(COLS) + " | seconds |",
+                 "|---|---|---:|---|---:|" + "---:|" * (len(COLS) + 1)]
+        for (_, ds, enc, method), rs in groups.items():
+            cells = [f"{np.mean([r[c] for r in rs]):.3f} ± {np.std([r[c] for r in rs]):.3f}" for c in COLS]
+            lines.append(f"| {ds} | {enc} | {rs[0]['n']} | {_label(method)} | {len(rs)} | " + " | ".join(cells)
+                         + f" | {np.mean([r['seconds'] for r in rs]):.1f} |")
+        return "\n".join(lines) + "\n\n" + summary_of(records)
+    methods = sorted({key[3] for key in groups}, key=_order)
+    rows: dict[tuple, dict[str, list[dict]]] = {}
+    for (ratio, ds, enc, method), rs in groups.items():
+        rows.setdefault((ds, enc), {})[method] = rs
+    lines = ["| data set | features | n | seeds | " + " | ".join(_label(m) for m in methods) + " |",
+             "|---|---|---:|---:|" + "---|" * len(methods)]
+    for (ds, enc), by in rows.items():
+        any_rs = next(iter(by.values()))
+        seeds = sorted({len(rs) for rs in by.values()})
+        cells = [(f"{np.mean([r['acc'] for r in by[m]]):.3f} ± {np.std([r['acc'] for r in by[m]]):.3f} / "
+                  f"{np.mean([r['tail'] for r in by[m]]):.2f}") if m in by else "–" for m in methods]
+        lines.append(f"| {ds} | {enc} | {any_rs[0]['n']} | {'-'.join(map(str, seeds))} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n\n" + summary_of(records)
 
 
 def summary_of(records: list[dict]) -> str:
-    """Per imbalance ratio: each method's ACC and tail accuracy averaged over the (set, features)
-    pairs on which every method of that ratio has a record (seed means first)."""
+    """Per imbalance ratio: each method's ACC, tail accuracy and size error averaged over the (set,
+    features) pairs on which every method of that ratio has records (seed means first). A method run on
+    fewer than half of that ratio's pairs is left out of its summary (and named below the table)."""
+    key = lambda r: (r["dataset"], r.get("encoder", ""))  # noqa: E731
     lines = ["| R | pairs | method | mean ACC | mean tail | mean size error |", "|---:|---:|---|---:|---:|---:|"]
-    for ratio in sorted({r["imbalance_ratio"] for r in records}):
+    left_out = []
+    for ratio in sorted({r["imbalance_ratio"] for r in records}, reverse=True):
         rs = [r for r in records if r["imbalance_ratio"] == ratio]
-        methods = list(dict.fromkeys(r["method"] for r in rs))
-        pairs = sorted({(r["dataset"], r.get("encoder", "")) for r in rs})
-        pairs = [p for p in pairs if all(any((r["dataset"], r.get("encoder", ""), r["method"]) == (*p, m) for r in rs)
-                                         for m in methods)]
-        for m in methods:
-            per = [[r for r in rs if (r["dataset"], r.get("encoder", ""), r["method"]) == (*p, m)] for p in pairs]
-            if not pairs:
-                continue
+        all_pairs = {key(r) for r in rs}
+        cover = {m: {key(r) for r in rs if r["method"] == m} for m in {r["method"] for r in rs}}
+        methods = sorted((m for m in cover if 2 * len(cover[m]) >= len(all_pairs)), key=_order)
+        left_out += [f"{m} at R = {int(ratio)} ({len(cover[m])} of {len(all_pairs)} pairs)"
+                     for m in sorted(set(cover) - set(methods), key=_order)]
+        pairs = sorted(set.intersection(*(cover[m] for m in methods))) if methods else []
+        for m in methods if pairs else []:
+            per = [[r for r in rs if key(r) == p and r["method"] == m] for p in pairs]
             means = {c: np.mean([np.mean([r[c] for r in g]) for g in per]) for c in ("acc", "tail", "size_error")}
             lines.append(f"| {int(ratio)} | {len(pairs)} | {_label(m)} | {means['acc']:.3f} | {means['tail']:.3f} | "
                          f"{means['size_error']:.3f} |")
-    return "\n".join(lines)
+    return "\n".join(lines) + (f"\n\nLeft out of the summary: {'; '.join(left_out)}." if left_out else "")
 
 
 def _done(out: Path) -> set[tuple]:
@@ -177,12 +221,14 @@ def main() -> None:
     ap.add_argument("--methods", default="kmeans,gmm,sela,sela-prior,scan,p2ot,sp2ot")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--out", default="benchmarks/results/imbalanced-v2.jsonl")
-    ap.add_argument("--table", action="store_true", help="print the table of --out and stop")
+    ap.add_argument("--table", action="store_true", help="print the table of --out (comma-separated files) and stop")
+    ap.add_argument("--full", action="store_true", help="with --table: every score of every method")
     args = ap.parse_args()
-    out = Path(args.out)
     if args.table:
-        print(table_of([json.loads(line) for line in out.read_text().splitlines() if line.strip()]))
+        print(table_of([json.loads(line) for path in args.out.split(",") for line in Path(path).read_text().splitlines()
+                        if line.strip()], full=args.full))
         return
+    out = Path(args.out)
     torch.set_num_threads(1)
     done = _done(out)
     for spec in args.datasets.split(","):
