@@ -15,7 +15,7 @@ source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± st
 (benchmarks/semisup_bench.py), ``semisup-pairs`` (benchmarks/semisup_pairs_bench.py), ``discovery``
 (benchmarks/discovery_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py), ``depict-init``
 (benchmarks/depict_init_bench.py), ``ddp`` (benchmarks/ddp_bench.py), ``dask``
-(benchmarks/dask_bench.py) and the GPU
+(benchmarks/dask_bench.py), ``imbalanced`` (benchmarks/imbalanced_bench.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
 every ``gpu-*.jsonl`` (benchmarks/gpu/collect.py writes them) and say what still awaits the call.
 Below each table a line says whether the machine was idle, from the load average in the records.
@@ -396,6 +396,15 @@ def table_dask(records: Records) -> str:
 
 
 KINDS["dask"] = table_dask
+
+
+def table_imbalanced(records: Records) -> str:
+    from imbalanced_bench import table_of  # long-tailed sets: k-means, GMM, SeLa, SCAN, P²OT, SP²OT (issue 17)
+
+    return table_of(records)
+
+
+KINDS["imbalanced"] = table_imbalanced
 
 
 # ---------------------------------------------------------------------------------------------- driver

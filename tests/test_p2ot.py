@@ -132,3 +132,28 @@ def test_cli_cluster_p2ot(imbalanced, tmp_path: Path, capsys) -> None:
                  "--param", "rho_start=2", "--out", str(tmp_path / "bad")])
     assert code == 2
     assert "rho_start" in capsys.readouterr().err
+
+
+def test_kmeans_prior_and_start_keep_a_long_tail_the_uniform_prior_splits() -> None:
+    """The default start (head and prior from k-means) against the paper's (random head, uniform prior)
+    on blobs of 1500/300/60/12: the uniform prior splits the big blob to fill the small clusters."""
+    X, y = make_blobs([1500, 300, 60, 12], n_features=16, cluster_std=2.5, random_state=0)
+    X = X.astype(np.float32)
+    paper = make_method("p2ot", n_clusters=4, random_state=0, device="cpu", prior=None, init="random", **FAST).fit(X)
+    model = make_method("p2ot", n_clusters=4, random_state=0, device="cpu", **FAST).fit(X)
+    assert model.prior == "kmeans" and model.init == "kmeans"
+    assert accuracy(y, model.labels_) > 0.95 > 0.85 > accuracy(y, paper.labels_)
+    assert paper.prior_ is None and model.prior_.shape == (4,) and abs(model.prior_.sum() - 1) < 1e-9
+
+
+def test_kmeans_prior_reads_the_input_as_given() -> None:
+    """Blobs on one ray differ only in norm: the estimate comes from X as given, not from the
+    L2-normalised rows the head reads (where the three blobs are one)."""
+    rng = np.random.default_rng(0)
+    sizes = [600, 150, 30]
+    X = np.concatenate([c * np.ones(8) + rng.normal(0, 0.3, (s, 8)) for c, s in zip((1, 5, 10), sizes)])
+    model = make_method("sela", n_clusters=3, random_state=0, device="cpu", prior="kmeans", epochs=2,
+                        n_label_updates=1).fit(X.astype(np.float32))
+    np.testing.assert_allclose(np.sort(model.prior_), (np.sort(sizes) + 1) / (sum(sizes) + 3))
+    with pytest.raises(Exception, match="prior must be 'kmeans'"):
+        make_method("sela", n_clusters=3, device="cpu", prior="means").fit(X.astype(np.float32))

@@ -61,7 +61,8 @@ class SeLa(SelfLabelClusterer):
     Parameters
     ----------
     n_clusters : number of clusters K.
-    prior : cluster-size proportions for the transport constraint (None: equal sizes).
+    prior : cluster-size proportions for the transport constraint (None: equal sizes; ``"kmeans"``: those
+        of the k-means partition of X as given, before the rows are normalised: a label-free estimate).
     lam : λ of the Sinkhorn step (25 in the paper); larger is closer to the hard assignment.
     sinkhorn_iters, sinkhorn_tol : at most this many Sinkhorn iterations; stop when every cluster's
         size is within ``sinkhorn_tol`` (relative) of its target.
@@ -75,17 +76,18 @@ class SeLa(SelfLabelClusterer):
     device, random_state, verbose : as every method.
 
     Attributes: ``labels_`` (arg-max of the final network, as the paper's evaluation),
-    ``pseudo_labels_`` (the last transport labels), ``history_``, ``timings_``. Warns when the final
+    ``pseudo_labels_`` (the last transport labels), ``prior_`` (the proportions the transport used; None:
+    equal), ``history_``, ``timings_``. Warns when the final
     assignment collapsed (empty clusters or one above 5 × n/k, :func:`~deepclust.methods._selflabel.collapse`).
     """
 
     _networks = ("trunk_", "head_")
-    _saved_arrays = ("labels_", "pseudo_labels_")
+    _saved_arrays = ("labels_", "pseudo_labels_", "prior_")
     _saved_values = ("history_", "timings_", "interrupted_")
     _display_name = "SeLa"
     _data_parallel = True
 
-    def __init__(self, n_clusters: int = 10, *, prior: Sequence[float] | None = None, lam: float = 25.0,
+    def __init__(self, n_clusters: int = 10, *, prior: Sequence[float] | str | None = None, lam: float = 25.0,
                  sinkhorn_iters: int = 1000, sinkhorn_tol: float = 1e-3, epochs: int = 400,
                  n_label_updates: int = 100,
                  batch_size: int = 256, lr: float = 0.05, momentum: float = 0.9, weight_decay: float = 1e-5,
@@ -120,7 +122,10 @@ class SeLa(SelfLabelClusterer):
     def _check_labelling(self) -> None:
         """Checks shared with the methods built on this loop (P²OT)."""
         self._check_common()
-        if self.prior is not None:
+        if self.prior is not None and not (isinstance(self.prior, str) and self.prior == "kmeans"):
+            if isinstance(self.prior, str):
+                raise DeepclustError(f"prior must be 'kmeans' or {self.n_clusters} positive cluster proportions, "
+                                     f"got {self.prior!r}")
             prior = np.asarray(self.prior, dtype=float)
             if prior.shape != (self.n_clusters,) or not np.isfinite(prior).all() or (prior <= 0).any():
                 raise DeepclustError(f"prior must be {self.n_clusters} positive cluster proportions, got {self.prior!r}")
@@ -156,6 +161,14 @@ class SeLa(SelfLabelClusterer):
             head.init_from_centroids(distributed.from_main(lambda: kmeans_target(z, int(self.n_clusters), seed=seed)[1].cpu()))
             timings["init"] = time.perf_counter() - t0
             del z
+        prior = self.prior
+        if _is_kmeans(prior):  # the proportions of the k-means partition of X as given (one added to each count)
+            t0 = time.perf_counter()
+            km = distributed.from_main(lambda: kmeans_target(torch.from_numpy(np.ascontiguousarray(
+                X.reshape(n, -1), dtype=np.float32)), int(self.n_clusters), seed=seed)[0].cpu())
+            prior = (torch.bincount(km, minlength=int(self.n_clusters)).double() + 1).numpy()
+            timings["prior"] = time.perf_counter() - t0
+        self.prior_ = None if prior is None else (np.asarray(prior, dtype=float) / np.sum(prior))
         opt = self._make_optimizer([*trunk.parameters(), *head.parameters()])
         epochs, n_updates = int(self.epochs), int(self.n_label_updates)
         update_at = set(np.linspace(0, epochs, n_updates, endpoint=False).astype(int).tolist())
@@ -218,7 +231,7 @@ class SeLa(SelfLabelClusterer):
 
     def _make_targets(self, logits: torch.Tensor, epoch: int, epochs: int, state: dict[str, Any]) -> torch.Tensor:
         """The pseudo-labels of every sample from the current logits (here: Sinkhorn, then arg-max)."""
-        q = sinkhorn_target(logits, self.prior, n_iters=int(self.sinkhorn_iters), lam=float(self.lam),
+        q = sinkhorn_target(logits, self.prior_, n_iters=int(self.sinkhorn_iters), lam=float(self.lam),
                             tol=float(self.sinkhorn_tol), sharded=not state["shard"].whole)
         return q.argmax(1)
 
@@ -233,6 +246,10 @@ class SeLa(SelfLabelClusterer):
             return batched(self.trunk_, self._prepare(X, self._net_device())).cpu().numpy()
 
 
+
+
+def _is_kmeans(prior: Any) -> bool:
+    return isinstance(prior, str) and prior == "kmeans"
 
 
 def _hard(targets: torch.Tensor) -> torch.Tensor:
