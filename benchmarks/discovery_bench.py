@@ -260,7 +260,9 @@ def main() -> int:
     parser.add_argument("--table", type=Path, nargs="*")
     args = parser.parse_args()
     if args.table:
-        print(table_of([json.loads(line) for p in args.table for line in p.read_text().splitlines() if line.strip()]))
+        from tables import read_jsonl
+
+        print(table_of(read_jsonl(args.table)))
         return 0
     import torch
 
