@@ -122,10 +122,10 @@ class SeLa(SelfLabelClusterer):
     def _check_labelling(self) -> None:
         """Checks shared with the methods built on this loop (P²OT)."""
         self._check_common()
-        if self.prior is not None and not (isinstance(self.prior, str) and self.prior == "kmeans"):
-            if isinstance(self.prior, str):
-                raise DeepclustError(f"prior must be 'kmeans' or {self.n_clusters} positive cluster proportions, "
-                                     f"got {self.prior!r}")
+        if isinstance(self.prior, str) and not _is_kmeans(self.prior):
+            raise DeepclustError(f"prior must be 'kmeans' or {self.n_clusters} positive cluster proportions, "
+                                 f"got {self.prior!r}")
+        if self.prior is not None and not _is_kmeans(self.prior):
             prior = np.asarray(self.prior, dtype=float)
             if prior.shape != (self.n_clusters,) or not np.isfinite(prior).all() or (prior <= 0).any():
                 raise DeepclustError(f"prior must be {self.n_clusters} positive cluster proportions, got {self.prior!r}")
