@@ -7,12 +7,17 @@ candidate with the best ACC) and the regret (oracle ACC − winner ACC), and the
 
     python benchmarks/run_bench.py --sets digits,usps --seeds 0,1,2 --out benchmarks/results/run-choice.jsonl
     python benchmarks/run_bench.py --table benchmarks/results/run-choice.jsonl
+
+``--fresh`` measures each (set, seed) in a new process and adds its peak resident memory
+(``peak_rss_mb``: the child's own maximum, imports, data, encoders and search included).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
+import resource
 import sys
 import tempfile
 import time
@@ -66,6 +71,25 @@ def measure(name: str, seed: int, budget_s: float) -> dict[str, Any]:
     return rec
 
 
+def _measure_child(conn: Any, name: str, seed: int, budget_s: float) -> None:
+    rec = measure(name, seed, budget_s)
+    rec["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # Linux: KiB
+    conn.send(rec)
+    conn.close()
+
+
+def measure_fresh(name: str, seed: int, budget_s: float) -> dict[str, Any]:
+    """:func:`measure` in a new process, so that its peak resident memory is this run's alone."""
+    ctx = multiprocessing.get_context("spawn")
+    recv, send = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_measure_child, args=(send, name, seed, budget_s))
+    child.start()
+    send.close()
+    rec = recv.recv()
+    child.join()
+    return rec
+
+
 def k_right(k: int, true_k: int) -> bool:
     """The issue's goal: exact for k <= 10, else within ±10 %."""
     return k == true_k if true_k <= 10 else abs(k - true_k) <= 0.1 * true_k
@@ -77,8 +101,8 @@ def table_of(records: list[dict[str, Any]]) -> str:
     by_set: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for r in records:
         by_set[r["set"]].append(r)
-    lines = ["| set | n | true k | chosen k (seeds) | winner(s) | ACC | NMI | oracle ACC | regret | s total |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| set | n | true k | chosen k (seeds) | winner(s) | ACC | NMI | oracle ACC | regret | s total | peak MiB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     regrets, rights = [], []
     fixed: dict[str, list[float]] = defaultdict(list)
     for name in [s for s in SETS if s in by_set] + sorted(set(by_set) - set(SETS)):
@@ -95,8 +119,10 @@ def table_of(records: list[dict[str, Any]]) -> str:
             for c in r.get("candidates", []):
                 if "acc" in c and c.get("encoder") in (None, "raw"):  # the same pipeline on the default features
                     fixed[c["name"].split(" → ")[-1]].append(c["acc"])
+        peak = [r["peak_rss_mb"] for r in rs if r.get("peak_rss_mb")]  # --fresh records only
         lines.append(f"| {name} | {rs[0]['n']:,} | {rs[0]['true_k']} | {ks} | {wins} | {acc:.3f} | {nm:.3f} | "
-                     f"{oracle:.3f} | {regret:.3f} | {np.mean([r['seconds']['total'] for r in rs]):.0f} |")
+                     f"{oracle:.3f} | {regret:.3f} | {np.mean([r['seconds']['total'] for r in rs]):.0f} | "
+                     f"{f'{max(peak):,.0f}' if peak else '–'} |")
     lines.append("")
     lines.append(f"Mean regret {np.mean(regrets):.3f} over {len(regrets)} sets; k right (exact for k ≤ 10, ±10 % "
                  f"above) on {sum(rights):.1f} of {len(rights)} sets (fractions: share of seeds).")
@@ -117,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0")
     p.add_argument("--budget", type=float, default=300.0)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "run-choice.jsonl")
+    p.add_argument("--fresh", action="store_true", help="each (set, seed) in a new process, with its peak memory")
     p.add_argument("--table", type=Path, default=None, help="print the table of a records file and exit")
     args = p.parse_args(argv)
     if args.table:
@@ -124,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for name in [s.strip() for s in args.sets.split(",") if s.strip()]:
         for seed in [int(s) for s in args.seeds.split(",")]:
-            rec = measure(name, seed, args.budget)
+            rec = (measure_fresh if args.fresh else measure)(name, seed, args.budget)
             with open(args.out, "a") as fh:
                 fh.write(json.dumps(rec) + "\n")
             print(f"{name} seed {seed}: k={rec['k']} (true {rec['true_k']}), {rec.get('winner', rec['method'])}, "
