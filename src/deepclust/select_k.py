@@ -47,7 +47,9 @@ Criteria (each gives its own choice; all share step 1):
   k-means partition and its GMM's ("validation") times the mean ARI between the GMM partitions of
   the different seeds ("repeatability"); k is the *largest* k scoring within :data:`PPP_TOLERANCE`
   of the best (the finest partition still validated and repeatable), found coarse to fine
-  (:func:`refine_largest`). Computed only when asked for; an anchor in the k-selection benchmark.
+  (:func:`refine_largest`). The tolerance is in ARI units, and with many clusters one more split
+  costs less than that: on 40 well-separated blobs it says 43. Computed only when asked for; an anchor
+  in the k-selection benchmark (``benchmarks/select_k_bench.py --only ppp``).
 
 **Other supported k.** ``extra["alternatives"]`` lists the other local maxima of the silhouette
 curve (each better than its tried neighbours) whose score is within :data:`ALT_TOLERANCE` = 0.05
