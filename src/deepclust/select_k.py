@@ -418,8 +418,8 @@ def _select(X: np.ndarray, allowed: list[int], criteria: Sequence[str], rule: st
     k_values = sorted({k for r in raw.values() for k in r} | set(fits))
     curves = {c: [r.get(k, float("nan")) for k in k_values] for c, r in raw.items()}
     space = f"{how} reduction" if how else "space given"
-    extra = {"n_fits": len(fits), "reduction": f"{how} to {Z.shape[1]}-D" if how else "none", "k_min": allowed[0], "k_max": allowed[-1],
-             "min_cluster_size": min_cluster_size}
+    extra = {"n_fits": len(fits), "reduction": f"{how} to {Z.shape[1]}-D" if how else "none", "k_min": allowed[0],
+             "k_max": allowed[-1], "min_cluster_size": min_cluster_size}
     k = int(np.sort(list(choices.values()))[(len(choices) - 1) // 2]) if rule == "median" else choices[rule]
     if ppp_parts:
         ks = sorted(ppp_parts)
