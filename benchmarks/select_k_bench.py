@@ -30,6 +30,12 @@ wider than 50 dimensions after PCA to 50) in both spaces, and **CPP's coding len
 layout, so on the features only):
 
     PYTHONPATH=src DEEPCLUST_DATA=../shared/data python benchmarks/select_k_bench.py --anchors features --only deepdpm,coding_length --cap 120 --out benchmarks/results/k-anchors-deepdpm.jsonl
+
+And **PPP** (after Sultan, arXiv 2003.04372; ``select_k``'s ``ppp`` criterion, our reading of the paper's
+abstract) on the layout only: ``select_k(criteria=("ppp",), reduce=False)`` on the same layout, which is
+the layout ``select_k`` itself makes of the subsample:
+
+    OMP_NUM_THREADS=1 nice python benchmarks/select_k_bench.py --anchors layout --only ppp --cap 120 --out benchmarks/results/k-anchors-ppp.jsonl
 """
 
 from __future__ import annotations
@@ -53,9 +59,12 @@ TABULAR = ("pendigits", "letter", "satimage", "optdigits", "mfeat")
 #: the v2 benchmark's criteria (CPP's coding length, added later, is measured in benchmarks/mcr2_bench.py)
 V2_CRITERIA = ("bic", "silhouette", "hdbscan")
 RULES = (*V2_CRITERIA, "median")
-ANCHORS = ("xmeans", "gmeans", "dipmeans", "gap", "hdbscan", "deepdpm", "coding_length")
+ANCHORS = ("xmeans", "gmeans", "dipmeans", "gap", "hdbscan", "deepdpm", "coding_length", "ppp")
 #: anchors run on the features only: select_k's coding length makes its own UMAP layout of them
 FEATURES_ONLY = ("coding_length",)
+#: anchors run on the layout only: select_k's PPP searches its UMAP layout (on the features it would make this
+#: same layout again)
+LAYOUT_ONLY = ("ppp",)
 #: DeepDPM's start (the authors' default for given features) and its PCA of wider features (see anchor_k)
 DPM_INIT_K, DPM_PCA = 1, 50
 #: the anchors' cost caps: points per set, seconds per anchor, and the gap statistic's k range and reference sets
@@ -94,9 +103,8 @@ def representation(name: str) -> tuple[np.ndarray, int, str]:
 def anchor_k(name: str, X: np.ndarray, seed: int) -> int:
     """The number of clusters anchor ``name`` finds in ``X`` (ClustPy's defaults, k up to :func:`k_limit`;
     DeepDPM from k = 1 with its defaults, on wider features after PCA to 50 dimensions: its full-covariance
-    E-step on 384–784 dimensions does not fit the cap on one thread; CPP's coding length as select_k computes it)."""
-    from clustpy.centroid import DipMeans, GapStatistic, GMeans, XMeans
-
+    E-step on 384–784 dimensions does not fit the cap on one thread; CPP's coding length as select_k computes it;
+    PPP as select_k computes it, on ``X`` as given, a layout)."""
     if name == "hdbscan":
         return hdbscan_count(X, 2 * N_NEIGHBORS)
     if name == "deepdpm":
@@ -111,6 +119,10 @@ def anchor_k(name: str, X: np.ndarray, seed: int) -> int:
     if name == "coding_length":
         return int(select_k(X, criteria=("coding_length",), rule="coding_length", random_state=seed,
                             device="cpu").k)
+    if name == "ppp":
+        return int(select_k(X, criteria=("ppp",), rule="ppp", random_state=seed, device="cpu", reduce=False).k)
+    from clustpy.centroid import DipMeans, GapStatistic, GMeans, XMeans
+
     top = k_limit(len(X))
     model = {"xmeans": lambda: XMeans(max_n_clusters=top, random_state=seed),
              "gmeans": lambda: GMeans(max_n_clusters=top, random_state=seed),
@@ -156,7 +168,7 @@ def run_anchors(name: str, space: str, seed: int, seconds: float, anchors: tuple
         X = umap_reduce(X, n_components=5, random_state=seed, min_dist=0.0)
         reduce_s = round(time.perf_counter() - t0, 2)
     choices, secs = {}, {}
-    for a in (a for a in anchors if space == "features" or a not in FEATURES_ONLY):
+    for a in (a for a in anchors if a not in (LAYOUT_ONLY if space == "features" else FEATURES_ONLY)):
         choices[a], secs[a] = capped(anchor_k, (a, X, seed), seconds)
         print(f"  {name} {space} {a}: {choices[a]} ({secs[a]:.0f} s)", flush=True)
     return {"dataset": name, "space": space, "n_samples": n, "n_samples_used": len(X), "dim": int(X.shape[1]),
@@ -172,6 +184,7 @@ def run_anchors(name: str, space: str, seed: int, seconds: float, anchors: tuple
                                     f"when wider, k = distinct labels of the clustering net",
                          "coding_length": "select_k(criteria=('coding_length',)) on the subsample (its own UMAP "
                                           "layout; features only)",
+                         "ppp": "select_k(criteria=('ppp',), reduce=False) on the layout (layout only)",
                          "layout": "select_k.umap_reduce(n_components=5, min_dist=0, 15 neighbours) of the subsample"},
             "seed": seed, "device": "cpu, 1 thread, nice", "versions": versions(), **machine_load(),
             "note": "2 CPU cores shared with other jobs: seconds (and so which anchors time out) depend on the load"}
@@ -191,7 +204,7 @@ def anchors_table_of(recs: list[dict], ours: dict[str, dict]) -> str:
         ("select_k (silhouette)", lambda d: ours.get(d, {}).get("choices", {}).get("silhouette")),
         ("select_k (median)", lambda d: ours.get(d, {}).get("choices", {}).get("median"))]
     for space in ("features", "layout"):
-        for a in (a for a in ANCHORS if a in ran and (space == "features" or a not in FEATURES_ONLY)):
+        for a in (a for a in ANCHORS if a in ran and a not in (LAYOUT_ONLY if space == "features" else FEATURES_ONLY)):
             cols.append((f"{a} ({space})", lambda d, a=a, s=space: by.get((d, s), {}).get("choices", {}).get(a)))
     true = {r["dataset"]: r["true_k"] for r in recs}
 

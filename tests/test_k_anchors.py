@@ -83,3 +83,23 @@ def test_later_anchors_of_the_same_set_and_space_add_columns(tmp_path):
     # the older anchors of the same set and space are kept beside the new ones
     assert lines[2].endswith("| **10** | 12 | timeout | 9 | **10** | **10** |")
     assert "| **24** | timeout | **27** |" in lines[3]
+
+
+def test_ppp_anchor_searches_the_space_it_is_given():
+    from sklearn.datasets import make_blobs
+
+    X, _ = make_blobs(300, 5, centers=3, cluster_std=0.3, center_box=(-20, 20), random_state=0)
+    assert skb.anchor_k("ppp", X.astype(np.float32), 0) == 3
+
+
+def test_ppp_is_a_layout_column_only(tmp_path):
+    anchors, ours = records()
+    later = [{"encoder": "raw", "seed": 0, "dataset": "a", "space": "layout", "true_k": 10, "choices": {"ppp": 12}},
+             {"encoder": "raw", "seed": 0, "dataset": "b", "space": "layout", "true_k": 26, "choices": {"ppp": 25}}]
+    for name, recs in (("k-anchors.jsonl", anchors), ("k-anchors-ppp.jsonl", later), ("select-k-v2.jsonl", ours)):
+        (tmp_path / name).write_text("".join(json.dumps(r) + "\n" for r in recs))
+    lines = tables.render("k-anchors k-anchors.jsonl k-anchors-ppp.jsonl select-k-v2.jsonl", tmp_path).splitlines()
+    head = [c.strip() for c in lines[0].strip("|").split("|")]
+    assert head[-1] == "ppp (layout)" and "ppp (features)" not in head
+    assert lines[2].endswith("| **10** | 12 |") and lines[3].endswith("| – | **25** |")
+    assert lines[4].endswith("| 1/2 | 1/2 |")  # hdbscan (layout) right on a, ppp right on b

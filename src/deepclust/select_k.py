@@ -37,6 +37,19 @@ Criteria (each gives its own choice; all share step 1):
   again) segmented by each k-means partition of the reduction; the smallest wins. Computed only
   when asked for. CPP itself scores the partitions of its learned membership on its learned
   features (:meth:`deepclust.methods.cpp.CPP.estimate_k`).
+* ``ppp`` — after Probabilistic Partitive Partitioning (M. Sultan, arXiv 2003.04372, 2020), not a
+  reproduction of it: only the paper's abstract could be read here, and what we take from it is
+  the idea: k-means partitions the data, a Gaussian mixture model *validates* the k-means
+  partitions, and good clusters are repeatable, insensitive to the initial conditions, with no k
+  given in advance. Everything else is ours: for each k, :data:`PPP_RUNS` k-means partitions of the
+  reduction (the shared fit and further seeds, each best of 3 starts) each start a full-covariance
+  GMM (the one ``bic`` fits), fitted by EM; the score is the mean adjusted Rand index between each
+  k-means partition and its GMM's ("validation") times the mean ARI between the GMM partitions of
+  the different seeds ("repeatability"); k is the *largest* k scoring within :data:`PPP_TOLERANCE`
+  of the best (the finest partition still validated and repeatable), found coarse to fine
+  (:func:`refine_largest`). The tolerance is in ARI units, and with many clusters one more split
+  costs less than that: on 40 well-separated blobs it says 43. Computed only when asked for; an anchor
+  in the k-selection benchmark (``benchmarks/select_k_bench.py --only ppp``).
 
 **Other supported k.** ``extra["alternatives"]`` lists the other local maxima of the silhouette
 curve (each better than its tried neighbours) whose score is within :data:`ALT_TOLERANCE` = 0.05
@@ -70,18 +83,21 @@ from deepclust.errors import DeepclustError
 from deepclust.runtime import keep_torch_threads
 from deepclust.validation import as_float_array
 
-CRITERIA = ("bic", "silhouette", "hdbscan", "coding_length")
+CRITERIA = ("bic", "silhouette", "hdbscan", "coding_length", "ppp")
 #: what ``select_k`` computes unless told: the rule and HDBSCAN's count as evidence; BIC (right on no
 #: benchmark set, and the slowest) only when asked for
 DEFAULT_CRITERIA = ("silhouette", "hdbscan")
 #: direction of each curve, for plots: "max" (higher is better), "min"; hdbscan has no curve
-DIRECTIONS = {"bic": "min", "silhouette": "max", "hdbscan": "count", "coding_length": "min"}
+DIRECTIONS = {"bic": "min", "silhouette": "max", "hdbscan": "count", "coding_length": "min", "ppp": "max"}
 DESCRIPTIONS = {
     "bic": "BIC of a full-covariance Gaussian mixture started from k-means, in the 5-D UMAP reduction (lower is better)",
     "silhouette": "silhouette of k-means in the 5-D UMAP reduction (higher is better)",
     "hdbscan": "number of clusters HDBSCAN finds in the 5-D UMAP reduction (no search over k)",
     "coding_length": "coding length (nats) of the L2-normalised samples segmented by k-means in the 5-D UMAP "
                      "reduction (CPP's criterion; lower is better)",
+    "ppp": "PPP after Sultan (arXiv 2003.04372; our reading of its abstract): agreement of k-means with the GMM "
+           "started from it × agreement across k-means seeds, in the 5-D UMAP reduction (higher is better; the "
+           "largest k within 0.02 of the best is chosen)",
 }
 #: widest input the coding length is computed on (PCA beyond): CPP codes 128-dimensional features
 CODING_LENGTH_DIM = 128
@@ -92,6 +108,9 @@ GRID_RATIO = 1.2
 #: another local maximum of the silhouette curve this close to the best is listed as also supported
 #: (a fixed margin on the silhouette's -1…1 scale, set before measuring and not tuned on the benchmark sets)
 ALT_TOLERANCE = 0.05
+#: PPP (ours, as in the project's first PPP criterion): k-means seeds per k, and how far below the best
+#: score the chosen (largest) k may be; fixed before measuring, not tuned on the benchmark sets
+PPP_RUNS, PPP_TOLERANCE = 3, 0.02
 
 
 @dataclass
@@ -151,6 +170,24 @@ def refine(score: Callable[[int], float], ks: Sequence[int], scores: dict[int, f
             scores[k] = score(k)
 
 
+def refine_largest(score: Callable[[int], float], ks: Sequence[int], scores: dict[int, float],
+                   tolerance: float) -> int:
+    """Coarse to fine for the *largest* k scoring within ``tolerance`` of the best: score ``ks`` (cached in
+    ``scores``), then bisect the gap above the largest such k tried until it closes. Returns that k."""
+    for k in ks:
+        if k not in scores:
+            scores[k] = score(k)
+    while True:
+        tried = sorted(scores)
+        best = max(scores.values())
+        top = max(k for k in tried if scores[k] >= best - tolerance)
+        i = tried.index(top)
+        if i + 1 == len(tried) or tried[i + 1] - top <= 1:
+            return top
+        mid = (top + tried[i + 1]) // 2
+        scores[mid] = score(mid)
+
+
 def alternatives(curve: dict[int, float], chosen: int, tolerance: float = ALT_TOLERANCE) -> list[dict[str, Any]]:
     """The local maxima of ``curve`` (k → score, higher better; over the k tried) other than ``chosen``
     whose score is within ``tolerance`` of the best, best first."""
@@ -177,28 +214,47 @@ def _pca(X: np.ndarray, n_components: int, seed: int) -> np.ndarray:
     return PCA(n_components=n_components, random_state=seed).fit_transform(X).astype(np.float64)
 
 
-def gmm_bic(Z: np.ndarray, labels: np.ndarray, k: int, seed: int, max_iter: int = 50) -> float:
-    """BIC of a full-covariance Gaussian mixture started from the clusters of ``labels`` and fitted by EM."""
+def gmm_from_partition(Z: np.ndarray, labels: np.ndarray, k: int, seed: int, max_iter: int = 50) -> Any:
+    """A full-covariance Gaussian mixture started from the clusters of ``labels`` (weights, means,
+    covariances + a small ridge) and fitted by EM on ``Z`` (float64)."""
     from sklearn.mixture import GaussianMixture
 
-    Z = Z.astype(np.float64)
-    d = Z.shape[1]
+    n, d = Z.shape
     reg = 1e-3 * float(Z.var(0).mean()) + 1e-9
     counts = np.maximum(np.bincount(labels, minlength=k).astype(np.float64), 1.0)
     means = np.zeros((k, d))
     np.add.at(means, labels, Z)
     means /= counts[:, None]
-    prec = np.empty((k, d, d))
-    for j in range(k):
-        diff = Z[labels == j] - means[j]
-        cov = diff.T @ diff / counts[j] + reg * np.eye(d)
-        prec[j] = np.linalg.inv(cov)
+    diff = Z - means[labels]
+    cov = np.zeros((k, d * d))
+    np.add.at(cov, labels, (diff[:, :, None] * diff[:, None, :]).reshape(n, d * d))
+    cov = cov.reshape(k, d, d) / counts[:, None, None] + reg * np.eye(d)
     gmm = GaussianMixture(k, covariance_type="full", weights_init=counts / counts.sum(), means_init=means,
-                          precisions_init=prec, max_iter=max_iter, random_state=seed, reg_covar=reg)
+                          precisions_init=np.linalg.inv(cov), max_iter=max_iter, random_state=seed, reg_covar=reg)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         gmm.fit(Z)
-    return float(gmm.bic(Z))
+    return gmm
+
+
+def gmm_bic(Z: np.ndarray, labels: np.ndarray, k: int, seed: int, max_iter: int = 50) -> float:
+    """BIC of a full-covariance Gaussian mixture started from the clusters of ``labels`` and fitted by EM."""
+    Z = Z.astype(np.float64)
+    return float(gmm_from_partition(Z, labels, k, seed, max_iter).bic(Z))
+
+
+def ppp_score(Z: np.ndarray, partitions: Sequence[np.ndarray], k: int, seed: int) -> tuple[float, float, float]:
+    """(score, validation, repeatability) of ``k`` for the ``ppp`` criterion (see the module notes): each
+    k-means partition starts a GMM; validation = mean ARI(k-means, its GMM), repeatability = mean ARI
+    between the GMM partitions; score = their product (negative ARIs count as 0)."""
+    from sklearn.metrics import adjusted_rand_score as ari
+
+    Z = Z.astype(np.float64)
+    gmms = [gmm_from_partition(Z, p, k, seed).predict(Z) for p in partitions]
+    validation = float(np.mean([ari(p, g) for p, g in zip(partitions, gmms)]))
+    pairs = [ari(gmms[i], gmms[j]) for i in range(len(gmms)) for j in range(i + 1, len(gmms))]
+    repeatability = float(np.mean(pairs)) if pairs else 1.0
+    return max(validation, 0.0) * max(repeatability, 0.0), validation, repeatability
 
 
 def umap_reduce(X: np.ndarray, *, n_components: int = 2, random_state: int = 0, min_dist: float = 0.1,
@@ -256,11 +312,13 @@ def k_limit(n: int, min_cluster_size: int = 2 * N_NEIGHBORS) -> int:
 def select_k(X: Any, k_range: Sequence[int] | tuple[int, int] | None = None, *,
              criteria: Sequence[str] = DEFAULT_CRITERIA, rule: str = "silhouette", max_samples: int = 6000,
              n_components: int = 5, min_cluster_size: int = 2 * N_NEIGHBORS, random_state: int = 0,
-             device: Any = "cpu") -> KSelection:
+             device: Any = "cpu", reduce: bool = True) -> KSelection:
     """Choose k for ``X`` (N×D embedding or images); see the module notes.
 
     ``k_range``: None (2 … :func:`k_limit` of the subsample), ``(k_min, k_max)`` inclusive, or a list
     of k values (each >= 2) to search among. ``rule``: the criterion whose choice is the k returned.
+    ``reduce=False`` skips step 1's reduction: ``X`` is already the space to search in (e.g. a layout
+    made by :func:`umap_reduce`).
     """
     X = as_float_array(X, name="X")
     X = X.reshape(len(X), -1)
@@ -286,14 +344,14 @@ def select_k(X: Any, k_range: Sequence[int] | tuple[int, int] | None = None, *,
         raise DeepclustError(f"k_range must hold whole numbers >= 2, got {k_range!r}")
     allowed = [k for k in allowed if 2 * k + 2 <= n_used] or [2]
     with _single_thread():
-        return _select(X, allowed, criteria, rule, n_components, min_cluster_size, random_state, device)
+        return _select(X, allowed, criteria, rule, n_components, min_cluster_size, random_state, device, reduce)
 
 
 def _select(X: np.ndarray, allowed: list[int], criteria: Sequence[str], rule: str, n_components: int,
-            min_cluster_size: int, random_state: int, device: Any) -> KSelection:
+            min_cluster_size: int, random_state: int, device: Any, reduce: bool = True) -> KSelection:
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    Z, how = _reduce(X, n_components, random_state)
+    Z, how = _reduce(X, n_components, random_state) if reduce else (np.asarray(X, np.float32), "")
     seconds["reduce"] = round(time.perf_counter() - t0, 3)
 
     fits: dict[int, np.ndarray] = {}
@@ -330,7 +388,17 @@ def _select(X: np.ndarray, allowed: list[int], criteria: Sequence[str], rule: st
             sphere.append(torch.from_numpy(np.asarray(unit, dtype=np.float64)))
         return coding_length(sphere[0], torch.from_numpy(labels(k)))
 
-    score_fns = {"bic": lambda k: -bic(k), "silhouette": silhouette, "coding_length": lambda k: -code_length(k)}
+    ppp_parts: dict[int, tuple[float, float]] = {}
+
+    def ppp(k: int) -> float:
+        parts = [labels(k)] + [_kmeans(Z, k, seed=random_state + 1000 * r, n_init=3, device=device).labels_
+                               for r in range(1, PPP_RUNS)]
+        score, validation, repeatability = ppp_score(Z, parts, k, random_state)
+        ppp_parts[k] = (validation, repeatability)
+        return score
+
+    score_fns = {"bic": lambda k: -bic(k), "silhouette": silhouette, "coding_length": lambda k: -code_length(k),
+                 "ppp": ppp}
     coarse = sorted({allowed[min(i, len(allowed) - 1)] for i in (g - 2 for g in grid(2, len(allowed) + 1))})
     raw: dict[str, dict[int, float]] = {}
     choices: dict[str, int] = {}
@@ -341,22 +409,30 @@ def _select(X: np.ndarray, allowed: list[int], criteria: Sequence[str], rule: st
         else:
             fn = score_fns[crit]
             by_pos: dict[int, float] = {}
-            best = refine(lambda p: float(np.nan_to_num(fn(allowed[p]), nan=-np.inf)), [pos[k] for k in coarse],
+            search = refine if crit != "ppp" else lambda *a: refine_largest(*a, tolerance=PPP_TOLERANCE)
+            best = search(lambda p: float(np.nan_to_num(fn(allowed[p]), nan=-np.inf)), [pos[k] for k in coarse],
                           by_pos)
             raw[crit] = {allowed[p]: (-s if DIRECTIONS[crit] == "min" else s) for p, s in by_pos.items()}
             choices[crit] = allowed[best]
         seconds[crit] = round(time.perf_counter() - t0, 3)
     k_values = sorted({k for r in raw.values() for k in r} | set(fits))
     curves = {c: [r.get(k, float("nan")) for k in k_values] for c, r in raw.items()}
-    extra = {"n_fits": len(fits), "reduction": f"{how} to {Z.shape[1]}-D", "k_min": allowed[0], "k_max": allowed[-1],
-             "min_cluster_size": min_cluster_size}
+    space = f"{how} reduction" if how else "space given"
+    extra = {"n_fits": len(fits), "reduction": f"{how} to {Z.shape[1]}-D" if how else "none", "k_min": allowed[0],
+             "k_max": allowed[-1], "min_cluster_size": min_cluster_size}
     k = int(np.sort(list(choices.values()))[(len(choices) - 1) // 2]) if rule == "median" else choices[rule]
+    if ppp_parts:
+        ks = sorted(ppp_parts)
+        extra["ppp"] = {"k": ks, "validation": [round(ppp_parts[k][0], 4) for k in ks],
+                        "repeatability": [round(ppp_parts[k][1], 4) for k in ks], "runs": PPP_RUNS,
+                        "tolerance": PPP_TOLERANCE, "extra_kmeans_fits": (PPP_RUNS - 1) * len(ks)}
     if "silhouette" in raw:
         extra["alternatives"] = alternatives(raw["silhouette"], k)
         extra["alternatives_rule"] = (f"other local maxima of the silhouette curve within {ALT_TOLERANCE} of the best")
     return KSelection(k=k, k_values=k_values, curves=curves, choices=choices,
-                      rule=f"the choice of {rule} (searched k = {allowed[0]}…{allowed[-1]} coarse to fine in a "
-                           f"{how} reduction)", n_samples_used=len(X), seconds=seconds, extra=extra)
+                      rule=f"the choice of {rule} (searched k = {allowed[0]}…{allowed[-1]} coarse to fine in the "
+                           f"{space})", n_samples_used=len(X), seconds=seconds, extra=extra)
 
 
-__all__ = ["ALT_TOLERANCE", "CRITERIA", "DEFAULT_CRITERIA", "KSelection", "alternatives", "grid", "k_limit", "refine", "select_k", "umap_reduce"]
+__all__ = ["ALT_TOLERANCE", "CRITERIA", "DEFAULT_CRITERIA", "KSelection", "alternatives", "grid", "k_limit", "refine",
+           "refine_largest", "select_k", "umap_reduce"]
