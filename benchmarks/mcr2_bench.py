@@ -43,16 +43,18 @@ def label(method: str, params: dict[str, Any]) -> str:
     return method + (f"[{','.join(f'{k}={v}' for k, v in sorted(params.items()))}]" if params else "")
 
 
-def common(name: str, seed: int, encoder: str = "minilm") -> dict[str, Any]:
+def common(name: str, seed: int, encoder: str = "minilm", encoder_params: dict[str, Any] | None = None
+           ) -> dict[str, Any]:
     from deepclust.runtime import machine_load, versions
 
-    return {"dataset": name, "seed": seed, "encoder": encoder, "device": "cpu", "threads": 1,
+    return {"dataset": name, "seed": seed, "encoder": encoder,
+            **({"encoder_params": encoder_params} if encoder_params else {}), "device": "cpu", "threads": 1,
             "device_name": "AMD EPYC (2 cores, 1 torch threads)", **machine_load(), "versions": versions(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def run(names: list[str], seeds: list[int], out: Path, methods: dict[str, dict[str, Any]] = METHODS,
-        with_select_k: bool = True, encoder: str = "minilm") -> None:
+        with_select_k: bool = True, encoder: str = "minilm", encoder_params: dict[str, Any] | None = None) -> None:
     import torch
 
     from deepclust.data import load_dataset
@@ -70,14 +72,15 @@ def run(names: list[str], seeds: list[int], out: Path, methods: dict[str, dict[s
     data = {}
     for name in names:
         ds = load_dataset(name)
-        X, info = encode_with_info(ds, encoder, device="cpu", cache=True, random_state=0)
+        X, info = encode_with_info(ds, encoder, device="cpu", cache=True, random_state=0,
+                                    **(encoder_params or {}))
         print(f"{name}: {X.shape}, embeddings cached: {info['cached']} ({info['seconds']:.1f} s)", flush=True)
         data[name] = (np.asarray(X, np.float32), np.asarray(ds.y), int(ds.meta.n_classes))
     for seed in seeds:
         for name in names:
             X, y, k = data[name]
             if with_select_k and seed == seeds[0]:
-                base = common(name, seed, encoder)
+                base = common(name, seed, encoder, encoder_params)
                 t0 = time.perf_counter()
                 sel = select_k(X, criteria=["coding_length"], rule="coding_length", random_state=seed)
                 write({**base, "kind": "select_k", "method": "select_k[coding_length]", "true_k": k, "k": sel.k,
@@ -85,7 +88,7 @@ def run(names: list[str], seeds: list[int], out: Path, methods: dict[str, dict[s
                        "reduction": sel.extra["reduction"], "seconds": {"select_k": round(time.perf_counter() - t0, 2)}})
                 print(f"{name}: select_k coding_length k = {sel.k} (true {k})", flush=True)
             for method, params in methods.items():
-                base = common(name, seed, encoder)
+                base = common(name, seed, encoder, encoder_params)
                 t0 = time.perf_counter()
                 model = make_method(method, n_clusters=k, random_state=seed, device="cpu", **params).fit(X)
                 fit_s = time.perf_counter() - t0
@@ -112,8 +115,8 @@ def _ms(values: list[float]) -> str:
 
 
 def _set(r: dict[str, Any]) -> str:
-    """The set's name, with its encoder where that is not MiniLM."""
-    enc = r.get("encoder", "minilm")
+    """The set's name, with its encoder (and the encoder's settings) where that is not MiniLM."""
+    enc = label(r.get("encoder", "minilm"), r.get("encoder_params", {}))
     return r["dataset"] if enc == "minilm" else f"{r['dataset']} ({enc})"
 
 
@@ -166,6 +169,8 @@ def main() -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="change one CPU setting of cpp and mlc (e.g. out_dim=64); repeatable")
     p.add_argument("--encoder", default="minilm", help="the embedding (an encoder name: minilm, autoencoder, …)")
+    p.add_argument("--encoder-param", action="append", default=[], metavar="KEY=JSON",
+                   help="a setting of the encoder (e.g. image_size=112); repeatable")
     p.add_argument("--no-select-k", action="store_true", help="skip select_k's coding-length criterion")
     args = p.parse_args()
     if args.table:
@@ -174,7 +179,8 @@ def main() -> None:
     changes = {k: json.loads(v) for k, _, v in (a.partition("=") for a in args.set)}
     methods = {m: ({**METHODS[m], **changes} if m in MCR2 else METHODS[m]) for m in args.methods.split(",") if m}
     run([d for d in args.datasets.split(",") if d], [int(s) for s in args.seeds.split(",")], Path(args.out),
-        methods, not args.no_select_k, args.encoder)
+        methods, not args.no_select_k, args.encoder,
+        {k: json.loads(v) for k, _, v in (a.partition("=") for a in args.encoder_param)})
 
 
 if __name__ == "__main__":

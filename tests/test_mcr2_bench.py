@@ -38,3 +38,8 @@ def test_minilm_sets_keep_their_bare_names() -> None:
 def test_only_cpp_and_mlc_take_the_cpu_settings() -> None:
     assert mb.METHODS["scan"] == {} and mb.METHODS["kmeans"] == {}
     assert all(mb.METHODS[m] is mb.CPU for m in mb.MCR2)
+
+
+def test_encoder_settings_are_part_of_the_sets_name() -> None:
+    rec = _rec("kmeans", 0, 0.5, encoder="efficientnet-lite0", encoder_params={"image_size": 112})
+    assert "| usps (efficientnet-lite0[image_size=112]) | 10 | kmeans |" in mb.table_of([rec])
