@@ -1,13 +1,17 @@
-"""MCR² clustering (CPP, MLC) against k-means on the same frozen MiniLM embeddings (issue 17, part 2).
+"""MCR² clustering (CPP, MLC) against k-means and SCAN on the same frozen embeddings (issue 17, part 2).
 
-For every set: all-MiniLM-L6-v2 embeddings through the project's encode path (the cache is hit), k =
-the number of classes; per seed, k-means, CPP and MLC with the same settings, and CPP's / MLC's own
+For every set: an embedding through the project's encode path and its cache (``--encoder``: MiniLM for
+the text sets, the default; ``autoencoder``, DEC's autoencoder trained once on the image set with
+``random_state=0`` as ``deepclust run`` and the semi-supervised benchmark use it), k = the number of
+classes; per seed, k-means, CPP and MLC with the same settings, SCAN with its defaults, and CPP's / MLC's own
 estimate of k by coding length (``estimate_k``, k = 2…40); per set, once (seed 0), ``select_k``'s
 ``coding_length`` criterion on the embedding itself. Labels are read only to score and to write
 ``true_k``. One thread; the load average is recorded before every run. One JSON record per run.
 
     OMP_NUM_THREADS=1 PYTHONPATH=src DEEPCLUST_DATA=../shared/data python benchmarks/mcr2_bench.py \\
         --out benchmarks/results/mcr2.jsonl
+    OMP_NUM_THREADS=1 PYTHONPATH=src DEEPCLUST_DATA=../shared/data python benchmarks/mcr2_bench.py \\
+        --encoder autoencoder --datasets usps,mnist-test --out benchmarks/results/mcr2-ae.jsonl
     python benchmarks/mcr2_bench.py --table benchmarks/results/mcr2.jsonl
 """
 
@@ -29,23 +33,28 @@ sys.path.insert(0, str(ROOT / "src"))
 SETS = ("searchsnippets", "stackoverflow", "biomedical", "agnews-8k")
 #: the CPU settings (the defaults are the authors' GPU-sized ones: trunk 1024-1024, z 128, batch 1000, 30 epochs)
 CPU = {"hidden_dims": [512, 512], "out_dim": 32, "batch_size": 500, "epochs": 10}
-METHODS: dict[str, dict[str, Any]] = {"kmeans": {}, "cpp": CPU, "mlc": CPU}
+#: k-means and SCAN (its defaults: the reference the issue's goal names) beside CPP and MLC
+METHODS: dict[str, dict[str, Any]] = {"kmeans": {}, "cpp": CPU, "mlc": CPU, "scan": {}}
+#: the methods that take the ``CPU`` settings (and ``--set``)
+MCR2 = ("cpp", "mlc")
 
 
 def label(method: str, params: dict[str, Any]) -> str:
     return method + (f"[{','.join(f'{k}={v}' for k, v in sorted(params.items()))}]" if params else "")
 
 
-def common(name: str, seed: int) -> dict[str, Any]:
+def common(name: str, seed: int, encoder: str = "minilm", encoder_params: dict[str, Any] | None = None
+           ) -> dict[str, Any]:
     from deepclust.runtime import machine_load, versions
 
-    return {"dataset": name, "seed": seed, "encoder": "minilm", "device": "cpu", "threads": 1,
+    return {"dataset": name, "seed": seed, "encoder": encoder,
+            **({"encoder_params": encoder_params} if encoder_params else {}), "device": "cpu", "threads": 1,
             "device_name": "AMD EPYC (2 cores, 1 torch threads)", **machine_load(), "versions": versions(),
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
 
 def run(names: list[str], seeds: list[int], out: Path, methods: dict[str, dict[str, Any]] = METHODS,
-        with_select_k: bool = True) -> None:
+        with_select_k: bool = True, encoder: str = "minilm", encoder_params: dict[str, Any] | None = None) -> None:
     import torch
 
     from deepclust.data import load_dataset
@@ -63,14 +72,15 @@ def run(names: list[str], seeds: list[int], out: Path, methods: dict[str, dict[s
     data = {}
     for name in names:
         ds = load_dataset(name)
-        X, info = encode_with_info(ds, "minilm", device="cpu")
+        X, info = encode_with_info(ds, encoder, device="cpu", cache=True, random_state=0,
+                                    **(encoder_params or {}))
         print(f"{name}: {X.shape}, embeddings cached: {info['cached']} ({info['seconds']:.1f} s)", flush=True)
         data[name] = (np.asarray(X, np.float32), np.asarray(ds.y), int(ds.meta.n_classes))
     for seed in seeds:
         for name in names:
             X, y, k = data[name]
             if with_select_k and seed == seeds[0]:
-                base = common(name, seed)
+                base = common(name, seed, encoder, encoder_params)
                 t0 = time.perf_counter()
                 sel = select_k(X, criteria=["coding_length"], rule="coding_length", random_state=seed)
                 write({**base, "kind": "select_k", "method": "select_k[coding_length]", "true_k": k, "k": sel.k,
@@ -78,7 +88,7 @@ def run(names: list[str], seeds: list[int], out: Path, methods: dict[str, dict[s
                        "reduction": sel.extra["reduction"], "seconds": {"select_k": round(time.perf_counter() - t0, 2)}})
                 print(f"{name}: select_k coding_length k = {sel.k} (true {k})", flush=True)
             for method, params in methods.items():
-                base = common(name, seed)
+                base = common(name, seed, encoder, encoder_params)
                 t0 = time.perf_counter()
                 model = make_method(method, n_clusters=k, random_state=seed, device="cpu", **params).fit(X)
                 fit_s = time.perf_counter() - t0
@@ -104,25 +114,31 @@ def _ms(values: list[float]) -> str:
     return f"{a.mean():.3f} ± {a.std(ddof=1) if len(a) > 1 else 0.0:.3f}"
 
 
+def _set(r: dict[str, Any]) -> str:
+    """The set's name, with its encoder (and the encoder's settings) where that is not MiniLM."""
+    enc = label(r.get("encoder", "minilm"), r.get("encoder_params", {}))
+    return r["dataset"] if enc == "minilm" else f"{r['dataset']} ({enc})"
+
+
 def table_of(records: list[dict[str, Any]]) -> str:
     """Per set and method (named with the settings that differ from ``CPU``): ACC, NMI, ARI (mean ± std
     over seeds), fit seconds, and the k each coding-length estimate chose (CPP/MLC: one per seed;
-    select_k's criterion: seed 0) against the true k (bold when equal); then each method's mean over
-    the sets it ran on."""
+    select_k's criterion, on the k-means row: seed 0) against the true k (bold when equal); then each
+    method's mean over the sets it ran on."""
     groups: dict[tuple, list[dict[str, Any]]] = defaultdict(list)
     chosen: dict[str, int] = {}
     for r in records:
         if r.get("kind") == "select_k":
-            chosen[r["dataset"]] = r["k"]
+            chosen[_set(r)] = r["k"]
         else:
-            groups[(r["dataset"], r["label"])].append(r)
+            groups[(_set(r), r["label"])].append(r)
     lines = ["| dataset | true k | method | seeds | ACC | NMI | ARI | fit s | k by coding length |",
              "|---|---:|---|---:|---|---|---|---:|---|"]
     for (dataset, lab), rs in sorted(groups.items()):
         if "k_estimate" in rs[0]:
             ks = [r["k_estimate"]["k"] for r in rs]
             est = ", ".join(f"**{k}**" if k == rs[0]["k"] else str(k) for k in ks) + " (trained model, per seed)"
-        elif dataset in chosen:
+        elif dataset in chosen and rs[0]["method"] == "kmeans":
             k = chosen[dataset]
             est = (f"**{k}**" if k == rs[0]["k"] else str(k)) + " (select_k on the embedding, seed 0)"
         else:
@@ -152,15 +168,19 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS), help="a subset of " + ", ".join(METHODS))
     p.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                    help="change one CPU setting of cpp and mlc (e.g. out_dim=64); repeatable")
+    p.add_argument("--encoder", default="minilm", help="the embedding (an encoder name: minilm, autoencoder, …)")
+    p.add_argument("--encoder-param", action="append", default=[], metavar="KEY=JSON",
+                   help="a setting of the encoder (e.g. image_size=112); repeatable")
     p.add_argument("--no-select-k", action="store_true", help="skip select_k's coding-length criterion")
     args = p.parse_args()
     if args.table:
         print(table_of([json.loads(line) for line in open(args.table) if line.strip()]))
         return
     changes = {k: json.loads(v) for k, _, v in (a.partition("=") for a in args.set)}
-    methods = {m: ({**METHODS[m], **changes} if METHODS[m] else {}) for m in args.methods.split(",") if m}
+    methods = {m: ({**METHODS[m], **changes} if m in MCR2 else METHODS[m]) for m in args.methods.split(",") if m}
     run([d for d in args.datasets.split(",") if d], [int(s) for s in args.seeds.split(",")], Path(args.out),
-        methods, not args.no_select_k)
+        methods, not args.no_select_k, args.encoder,
+        {k: json.loads(v) for k, _, v in (a.partition("=") for a in args.encoder_param)})
 
 
 if __name__ == "__main__":
