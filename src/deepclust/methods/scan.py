@@ -108,7 +108,7 @@ from deepclust.methods._selflabel import SeenPredictions, SelfLabelClusterer, Se
 from deepclust.targets import kmeans_target
 from deepclust.training import autocast, batched, mark_interrupted, train_epochs
 
-INITS = ("kmeans", "random")
+INITS = ("kmeans", "mixed", "random")
 ENTROPY_MEANS = ("auto", "batch", "running")
 #: ``entropy_mean="auto"`` keeps the paper's batch mean while a batch holds at least this many samples per
 #: cluster (CIFAR-10: 12.8, CIFAR-100-20: 6.4 in the paper), and uses the running mean below
@@ -230,6 +230,12 @@ class SCAN(SelfLabelClusterer):
             plan[f"{key}lr"] = float(self.lr) * scale
         return plan
 
+    def _warm_heads(self) -> int:
+        """How many heads start from k-means: all (``init="kmeans"``), or with ``"mixed"`` half of them
+        (rounded up), the others from the paper's random start; the head choice then weighs both."""
+        n = int(self.n_heads)
+        return n if self.init == "kmeans" else (n + 1) // 2
+
     def _running_entropy(self, batch_size: int) -> bool:
         """Whether the entropy term uses the running mean assignment over all the data (see
         :func:`deepclust.losses.scan_loss`): ``entropy_mean="running"``, or ``"auto"`` with fewer than
@@ -317,12 +323,13 @@ class SCAN(SelfLabelClusterer):
         # 3. SCAN loss, all heads at once (summed: the heads are independent given the backbone)
         dim = int(getattr(backbone, "out_dim", x.shape[1]))
         heads = MultiHead(dim, int(self.n_clusters), int(self.n_heads)).to(dev)
-        if self.init == "kmeans":  # warm start: every head from the k-means partition of what it reads
+        if self.init in ("kmeans", "mixed"):  # warm start from the k-means partition of what the heads read
             t0 = time.perf_counter()
             with eval_mode(backbone):
                 z = distributed.gather_rows(batched(backbone, x[part.rows]), part) if images else x
             heads.init_from_centroids(distributed.from_main(lambda: kmeans_target(z, int(self.n_clusters),
-                                                                                  seed=seed)[1].cpu()))
+                                                                                  seed=seed)[1].cpu()),
+                                      n_warm=self._warm_heads())
             timings["init"] = time.perf_counter() - t0
             del z
         params = [*heads.parameters(), *(backbone.parameters() if train_backbone else [])]
