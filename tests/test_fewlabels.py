@@ -119,6 +119,8 @@ def test_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert code == 0, capsys.readouterr().err
     found = np.loadtxt(tmp_path / "c" / "assignments.csv", delimiter=",", skiprows=1, usecols=1).astype(int)
     assert metrics.accuracy(t[y < 0], found[y < 0]) > 0.99
+    cv = json.loads((tmp_path / "c" / "metrics.json").read_text())["chosen_by_cv"]  # why it won, in metrics.json
+    assert cv["chosen"] in LAYOUT_FAMILY and set(cv["cv_scores"]) == set(CANDIDATES)
 
     # `run --labels`: few-labels at k = the number of labelled classes, scored on the unlabelled samples only
     capsys.readouterr()
