@@ -60,10 +60,17 @@ def test_folds_hide_each_label_once_and_keep_every_class_in_training() -> None:
     assert not (stratified_folds(y, 3, seed=1) == fold).all()  # the seed draws the folds
 
 
-def test_rings_choose_the_layout_and_keep_the_labels(tmp_path: Path) -> None:
+def test_rings_choose_the_layout_and_keep_the_labels(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import umap
+
+    fits = []
+    fit_transform = umap.UMAP.fit_transform
+    monkeypatch.setattr(umap.UMAP, "fit_transform",
+                        lambda self, *a, **kw: fits.append(1) or fit_transform(self, *a, **kw))
     X, t = rings(0)
     y = partial(t, 0.04, 0)  # 24 labels of 600
     model = FewLabelsAuto(2, random_state=0).fit(X, y)
+    assert len(fits) <= 1  # one layout for every candidate and fold (none when an earlier test left it remembered)
     assert set(model.cv_scores_) == set(CANDIDATES) == set(model.cv_seconds_)
     assert all(len(s) == 3 for s in model.cv_fold_scores_.values())
     assert model.chosen_ in LAYOUT_FAMILY
