@@ -1,6 +1,7 @@
 """The ``deepclust`` command line.
 
     deepclust run INPUT --out DIR [--k K|auto] [--method NAME] [--encoder NAME]   (with report.html)
+                  [--labels FILE]                              (few-labels: the method chosen by CV)
     deepclust report DIR
     deepclust merge RUN --k K [--out DIR]                                         (coarsen, no refit)
     deepclust cluster INPUT --method NAME --n-clusters K [--seed S] [--device D] --out DIR
