@@ -143,6 +143,16 @@ def _chosen_cell(chosen: list[str], by: dict[str, list[float]]) -> str:
     return f"{counts} (best of row, {SHORT[best]}: {chosen.count(best)}/{len(chosen)})"
 
 
+def _paired_gain(chosen: list[tuple[int, str]], unsup: str, acc_of: dict[tuple, float], row: tuple) -> str:
+    """few-labels' mean ACC minus the unsupervised best's (the method of the row) on the same seeds, with
+    their number where it is not every seed of the row."""
+    pairs = [(acc_of[(*row, "few-labels", s)], acc_of.get((*row, unsup, s))) for s, _ in chosen]
+    pairs = [(a, b) for a, b in pairs if b is not None]
+    if not pairs:
+        return " – |"
+    return f" {100 * np.mean([a - b for a, b in pairs]):+.1f} points ({len(pairs)} seeds) |"
+
+
 def table_of(records: list[dict[str, Any]]) -> str:
     """Mean ± std ACC on the unlabelled samples, per set and fraction of labels: k-means, the best
     unsupervised pipeline of ``deepclust run``'s search on the same features (by mean ACC, where measured)
@@ -153,11 +163,12 @@ def table_of(records: list[dict[str, Any]]) -> str:
     groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     seeds: dict[tuple, set[int]] = defaultdict(set)
     chosen: dict[tuple, list[str]] = defaultdict(list)
+    acc_of = {(r["dataset"], r["encoder"], r["label_fraction"], r["method"], r["seed"]): r["acc"] for r in latest.values()}
     for r in latest.values():  # one record per set, features, fraction, method and seed (a rerun replaces)
         groups[(r["dataset"], r["encoder"], r["label_fraction"])][r["method"]].append(r["acc"])
         seeds[(r["dataset"], r["encoder"], r["label_fraction"])].add(r["seed"])
         if r.get("chosen"):
-            chosen[(r["dataset"], r["encoder"], r["label_fraction"])].append(r["chosen"])
+            chosen[(r["dataset"], r["encoder"], r["label_fraction"])].append((r["seed"], r["chosen"]))
     shown = [m for m in ("kmeans", *METHODS) if any(m in by for by in groups.values())]
     with_unsup = any(m in by for by in groups.values() for m in UNSUPERVISED)
     header = " | ".join(NAMES[m] for m in shown[:1] + (["unsupervised"] if with_unsup else []) + shown[1:])
@@ -165,7 +176,7 @@ def table_of(records: list[dict[str, Any]]) -> str:
     auto = "few-labels" in shown  # the method that chooses among them with the given labels
     lines = [f"| set | features | labels | {header} | gain (best single method − unsupervised best) |"
              + (" gain of label spreading |" if own else "")
-             + (" gain of few-labels | chosen by CV (seeds) |" if auto else "") + " seeds |",
+             + (" gain of few-labels (same seeds) | chosen by CV (seeds) |" if auto else "") + " seeds |",
              "|---|---|---:|" + "---:|" * (len(shown) + with_unsup + own + 2 * auto) + "---:|---:|"]
     gain = lambda m, by, unsup: (f" {100 * (np.mean(by[m]) - np.mean(by[unsup])):+.1f} points |"  # noqa: E731
                                  if by.get(m) else " – |")
@@ -180,8 +191,8 @@ def table_of(records: list[dict[str, Any]]) -> str:
         lines.append(f"| {name} | {encoder} | {fraction:.0%} | " + " | ".join(cells)
                      + f" | {100 * (best - np.mean(by[unsup])):+.1f} points |"
                      + (gain("umap-spreading", by, unsup) if own else "")
-                     + (gain("few-labels", by, unsup) + f" {_chosen_cell(chosen[(name, encoder, fraction)], by)} |"
-                        if auto else "")
+                     + (_paired_gain(chosen[(name, encoder, fraction)], unsup, acc_of, (name, encoder, fraction))
+                        + f" {_chosen_cell([c for _, c in chosen[(name, encoder, fraction)]], by)} |" if auto else "")
                      + f" {len(seeds[(name, encoder, fraction)])} |")
     return "\n".join(lines)
 
