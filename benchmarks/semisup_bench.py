@@ -45,11 +45,13 @@ UNSUPERVISED = ("umap+kmeans", "umap+gmm")
 FRACTIONS = (0.01, 0.05, 0.10)
 #: ``@umap``: the method run on the UMAP layout of the unsupervised pipelines (label-free; the representation the
 #: unsupervised best clusters) instead of the features themselves
-METHODS = ("seeded-kmeans", "constrained-kmeans", "transductive-fewshot", "transductive-fewshot@umap", "umap-spreading")
+SINGLE = ("seeded-kmeans", "constrained-kmeans", "transductive-fewshot", "transductive-fewshot@umap", "umap-spreading")
+#: ``few-labels``: the one of them chosen by 3-fold cross-validation on the given labels (not run by default)
+METHODS = (*SINGLE, "few-labels")
 NAMES = {"kmeans": "k-means", "unsupervised": "unsupervised best", "seeded-kmeans": "seeded k-means",
          "constrained-kmeans": "constrained k-means", "transductive-fewshot": "transductive few-shot",
          "transductive-fewshot@umap": "transductive few-shot on the UMAP layout",
-         "umap-spreading": "label spreading on the UMAP layout"}
+         "umap-spreading": "label spreading on the UMAP layout", "few-labels": "few-labels (chosen by CV)"}
 
 
 def partial_labels(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -77,7 +79,7 @@ def unsupervised(X: np.ndarray, k: int, seed: int) -> tuple[list[tuple[str, np.n
     return out, layout
 
 
-def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] = METHODS,
+def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] = SINGLE,
             with_unsupervised: bool = True, fractions: tuple[float, ...] = FRACTIONS) -> list[dict[str, Any]]:
     from deepclust import metrics
     from deepclust.data import load_dataset
@@ -97,7 +99,7 @@ def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] 
         for fraction in fractions:
             y = partial_labels(ds.y, fraction, seed)
             rest = y < 0
-            rows = [("kmeans", base.labels, base.seconds["fit"]), *unsup]
+            rows = [("kmeans", base.labels, base.seconds["fit"], {}), *((*u, {}) for u in unsup)]
             for method in methods:
                 if method.endswith("@umap") and layout is None:
                     continue
@@ -105,14 +107,16 @@ def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] 
                                      features=on_layout if method.endswith("@umap") else features,
                                      supervision=Supervision(y))
                 assert res.supervision["n_scored"] == int(rest.sum())
-                rows.append((method, res.labels, res.seconds["fit"]))
-            for method, labels, fit_s in rows:
+                chooser = {"chosen": res.model.chosen_, "cv_scores": res.model.cv_scores_,
+                           "cv_seconds": res.model.cv_seconds_} if method == "few-labels" else {}
+                rows.append((method, res.labels, res.seconds["fit"], chooser))
+            for method, labels, fit_s, chooser in rows:
                 records.append({
                     "benchmark": "semisup", "dataset": name, "protocol": ds.meta.protocol, "encoder": encoder,
                     "method": method, "seed": seed, "label_fraction": fraction, "n": len(ds), "k": k,
                     "n_labelled": int((~rest).sum()), "n_scored": int(rest.sum()),
                     "acc": metrics.accuracy(ds.y[rest], labels[rest]), "nmi": metrics.nmi(ds.y[rest], labels[rest]),
-                    "ari": metrics.ari(ds.y[rest], labels[rest]), "seconds_fit": fit_s,
+                    "ari": metrics.ari(ds.y[rest], labels[rest]), "seconds_fit": fit_s, **chooser,
                     "threads": 1, "device_name": base.device_name, **machine_load(), "versions": versions(),
                     "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 })
@@ -121,36 +125,74 @@ def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] 
     return records
 
 
+#: short names of few-labels' candidates, for the table's "chosen by CV" column
+SHORT = {"constrained-kmeans": "ckm", "transductive-fewshot": "tfs", "transductive-fewshot@umap": "tfs@umap",
+         "umap-spreading": "spread"}
+
+
+def _chosen_cell(chosen: list[str], by: dict[str, list[float]]) -> str:
+    """How often cross-validation chose each candidate, and how often the candidate of the best mean ACC
+    in the row (among those measured)."""
+    if not chosen:
+        return "–"
+    counts = ", ".join(f"{SHORT[c]} {chosen.count(c)}" for c in SHORT if c in chosen)
+    measured = [c for c in SHORT if by.get(c)]
+    if not measured:
+        return counts
+    best = max(measured, key=lambda c: np.mean(by[c]))
+    return f"{counts} (best of row, {SHORT[best]}: {chosen.count(best)}/{len(chosen)})"
+
+
+def _paired_gain(chosen: list[tuple[int, str]], unsup: str, acc_of: dict[tuple, float], row: tuple) -> str:
+    """few-labels' mean ACC minus the unsupervised best's (the method of the row) on the same seeds, with
+    their number where it is not every seed of the row."""
+    pairs = [(acc_of[(*row, "few-labels", s)], acc_of.get((*row, unsup, s))) for s, _ in chosen]
+    pairs = [(a, b) for a, b in pairs if b is not None]
+    if not pairs:
+        return " – |"
+    return f" {100 * np.mean([a - b for a, b in pairs]):+.1f} points ({len(pairs)} seeds) |"
+
+
 def table_of(records: list[dict[str, Any]]) -> str:
     """Mean ± std ACC on the unlabelled samples, per set and fraction of labels: k-means, the best
     unsupervised pipeline of ``deepclust run``'s search on the same features (by mean ACC, where measured)
-    and each supervised method; the gain of the best supervised method over the unsupervised best, and
-    that of umap-spreading alone (where measured)."""
+    and each supervised method; the gain of the best single supervised method over the unsupervised
+    best, that of umap-spreading alone and that of few-labels (where measured), and which candidate
+    few-labels' cross-validation chose on how many seeds."""
     latest = {(r["dataset"], r["encoder"], r["label_fraction"], r["method"], r["seed"]): r for r in records}
     groups: dict[tuple, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     seeds: dict[tuple, set[int]] = defaultdict(set)
+    chosen: dict[tuple, list[str]] = defaultdict(list)
+    acc_of = {(r["dataset"], r["encoder"], r["label_fraction"], r["method"], r["seed"]): r["acc"] for r in latest.values()}
     for r in latest.values():  # one record per set, features, fraction, method and seed (a rerun replaces)
         groups[(r["dataset"], r["encoder"], r["label_fraction"])][r["method"]].append(r["acc"])
         seeds[(r["dataset"], r["encoder"], r["label_fraction"])].add(r["seed"])
+        if r.get("chosen"):
+            chosen[(r["dataset"], r["encoder"], r["label_fraction"])].append((r["seed"], r["chosen"]))
     shown = [m for m in ("kmeans", *METHODS) if any(m in by for by in groups.values())]
     with_unsup = any(m in by for by in groups.values() for m in UNSUPERVISED)
     header = " | ".join(NAMES[m] for m in shown[:1] + (["unsupervised"] if with_unsup else []) + shown[1:])
     own = "umap-spreading" in shown  # the gain of the one method a user would run, beside the best of them all
-    lines = [f"| set | features | labels | {header} | gain (best − unsupervised best) |"
-             + (" gain of label spreading |" if own else "") + " seeds |",
-             "|---|---|---:|" + "---:|" * (len(shown) + with_unsup + own) + "---:|---:|"]
+    auto = "few-labels" in shown  # the method that chooses among them with the given labels
+    lines = [f"| set | features | labels | {header} | gain (best single method − unsupervised best) |"
+             + (" gain of label spreading |" if own else "")
+             + (" gain of few-labels (same seeds) | chosen by CV (seeds) |" if auto else "") + " seeds |",
+             "|---|---|---:|" + "---:|" * (len(shown) + with_unsup + own + 2 * auto) + "---:|---:|"]
+    gain = lambda m, by, unsup: (f" {100 * (np.mean(by[m]) - np.mean(by[unsup])):+.1f} points |"  # noqa: E731
+                                 if by.get(m) else " – |")
     ms = lambda v: f"{np.mean(v):.3f} ± {np.std(v):.3f}" if v else "–"  # noqa: E731
     for (name, encoder, fraction), by in sorted(groups.items()):
         unsup = max(("kmeans", *UNSUPERVISED), key=lambda m: np.mean(by[m]) if by.get(m) else -1.0)
-        best = max(np.mean(by[m]) for m in METHODS if by.get(m))
+        best = max(np.mean(by[m]) for m in SINGLE if by.get(m))
         cells = [ms(by.get("kmeans", []))]
         if with_unsup:
             cells.append(f"{ms(by[unsup])} ({NAMES.get(unsup, unsup)})")
         cells += [ms(by.get(m, [])) for m in shown[1:]]
         lines.append(f"| {name} | {encoder} | {fraction:.0%} | " + " | ".join(cells)
                      + f" | {100 * (best - np.mean(by[unsup])):+.1f} points |"
-                     + (f" {100 * (np.mean(by['umap-spreading']) - np.mean(by[unsup])):+.1f} points |"
-                        if own and by.get("umap-spreading") else " – |" if own else "")
+                     + (gain("umap-spreading", by, unsup) if own else "")
+                     + (_paired_gain(chosen[(name, encoder, fraction)], unsup, acc_of, (name, encoder, fraction))
+                        + f" {_chosen_cell([c for _, c in chosen[(name, encoder, fraction)]], by)} |" if auto else "")
                      + f" {len(seeds[(name, encoder, fraction)])} |")
     return "\n".join(lines)
 
@@ -159,7 +201,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sets", default=",".join(dict.fromkeys(s for s, _ in SETS)))
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--methods", default=",".join(METHODS), help="supervised methods (k-means always runs)")
+    parser.add_argument("--methods", default=",".join(SINGLE),
+                        help=f"supervised methods (k-means always runs): any of {', '.join(METHODS)}")
     parser.add_argument("--fractions", default=",".join(map(str, FRACTIONS)), help="fractions of labelled samples")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path, nargs="*")

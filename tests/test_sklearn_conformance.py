@@ -52,7 +52,8 @@ TINY: dict[str, dict] = {
 NEEDS_PAIRS = {"DCC"}
 #: classical engines whose defaults need data larger than scikit-learn's checks use
 SMALL: dict[str, dict] = {"umap": dict(n_neighbors=5, n_components=2),
-                          "umap-spreading": dict(n_neighbors=5, n_components=2), "ncd-kmeans": dict(k_max=4, n_init=2),
+                          "umap-spreading": dict(n_neighbors=5, n_components=2),
+                          "few-labels": dict(n_neighbors=5, n_components=2), "ncd-kmeans": dict(k_max=4, n_init=2),
                           "ncd-spectral": dict(k_max=4, n_init=2)}
 
 

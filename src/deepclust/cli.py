@@ -1,6 +1,7 @@
 """The ``deepclust`` command line.
 
     deepclust run INPUT --out DIR [--k K|auto] [--method NAME] [--encoder NAME]   (with report.html)
+                  [--labels FILE]                              (few-labels: the method chosen by CV)
     deepclust report DIR
     deepclust merge RUN --k K [--out DIR]                                         (coarsen, no refit)
     deepclust cluster INPUT --method NAME --n-clusters K [--seed S] [--device D] --out DIR
@@ -221,7 +222,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     echo = None if (args.json or args.quiet) else (lambda msg: print(msg, flush=True))
     res = run(args.input, args.out, k=args.k, method=args.method, encoder=args.encoder, seed=args.seed,
               device=args.device, overwrite=args.overwrite, data_dir=args.data_dir, read_kwargs=read_kwargs,
-              params=_parse_params(args.param), budget_s=args.budget, noise=args.noise, echo=echo)
+              params=_parse_params(args.param), budget_s=args.budget, noise=args.noise, labels=args.labels, echo=echo)
     summary = res.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -372,7 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     noise(p)
     p.add_argument("--labels", default=None, metavar="FILE",
-                   help="partial labels for seeded-kmeans, constrained-kmeans, transductive-fewshot, "
+                   help="partial labels for few-labels, seeded-kmeans, constrained-kmeans, transductive-fewshot, "
                         "umap-spreading …: a CSV of index,label rows, or one column with a row per sample "
                         "(empty = unlabelled)")
     p.add_argument("--labels-column", default=None, metavar="NAME",
@@ -402,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text-column", default=None, help="text tables: the column holding the documents")
     p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE", help="a method hyper-parameter")
     p.add_argument("--data-dir", default=None, help="data folder (default: $DEEPCLUST_DATA or the user cache)")
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="partial labels (a CSV of index,label rows, or one column with a row per sample, empty = "
+                        "unlabelled): fits few-labels, the semi-supervised method chosen by cross-validation on "
+                        "them, with k = the number of labelled classes unless --k is given")
     noise(p)
     threads(p)
     dask_options(p)

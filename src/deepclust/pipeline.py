@@ -80,6 +80,8 @@ class ClusteringResult:
             "converged": getattr(self.model, "converged_", None),  # False: stopped at an iteration limit
             "warnings": self.warnings,
             **({"supervision": self.supervision} if self.supervision else {}),
+            **({"chosen_by_cv": {"chosen": self.model.chosen_, "cv_scores": self.model.cv_scores_,
+                                 "cv_seconds": self.model.cv_seconds_}} if hasattr(self.model, "cv_scores_") else {}),
             "scores": self.scores,
             **({"noise": self.noise, "scores_assigned": self.scores_assigned} if self.noise is not None else {}),
             **({"k_alternatives": self.k_alternatives} if self.k_alternatives is not None else {}),

@@ -4,6 +4,11 @@ Load (built-in name or path) → pick an encoder and a method for the modality (
 be overridden) → choose k without labels (:mod:`deepclust.select_k`) unless it is given → cluster
 (:func:`~deepclust.pipeline.run_clustering`) → explain and report (:mod:`deepclust.report`) →
 write the same files as ``deepclust cluster`` plus ``report.html`` and ``report_data.json``.
+
+With partial labels (``labels``, ``--labels FILE``) ``run`` does not search without labels: it fits
+``few-labels`` (:class:`deepclust.engines.fewlabels.FewLabelsAuto`, the semi-supervised method chosen
+by cross-validation on the given labels) at k = the number of labelled classes unless k is given, and
+scores only the samples left unlabelled.
 """
 
 from __future__ import annotations
@@ -81,6 +86,8 @@ def default_encoder(modality: str, n_samples: int = 0, device: str = "auto",
     return "raw", "arrays are clustered on their values as given (e.g. embeddings you computed)"
 
 
+#: the method ``run`` fits when partial labels are given (and no --method)
+LABELS_METHOD = "few-labels"
 #: ``default_method``'s answer when ``run`` should compare pipelines (:mod:`deepclust.search`)
 AUTO_METHOD = "auto"
 #: fewer samples than this: no pipeline search (UMAP needs a neighbourhood graph worth the name)
@@ -249,14 +256,17 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         seed: int = 0, device: str = "auto", overwrite: bool = False, data_dir: str | None = None,
         read_kwargs: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
         k_range: tuple[int, int] | None = DEFAULT_K_RANGE, budget_s: float | None = DEFAULT_BUDGET_S,
-        noise: bool = False, echo: Callable[[str], None] | None = None) -> RunOutput:
+        noise: bool = False, labels: str | Path | None = None, echo: Callable[[str], None] | None = None
+        ) -> RunOutput:
     """Run the whole workflow; see the module notes. ``echo`` receives the human-readable choices;
-    ``noise`` leaves points that belong nowhere unassigned (:mod:`deepclust.noise`)."""
+    ``noise`` leaves points that belong nowhere unassigned (:mod:`deepclust.noise`); ``labels``: a file
+    of partial labels (:func:`deepclust.supervision.read_labels_file`)."""
     from deepclust.data import Dataset, load_input
     from deepclust.methods import get_method_info
     from deepclust.device import resolve_device
     from deepclust.pipeline import prepare_out_dir, run_clustering, write_outputs
     from deepclust.report import collect_report_data, render_html
+    from deepclust.supervision import read_supervision
 
     say = echo or (lambda msg: None)
     check_seed(seed)
@@ -273,12 +283,22 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         raise DeepclustError(f"{ds.meta.name} has {len(ds)} samples; clustering needs at least 3")
     modality = ds.meta.modality
     notes: dict[str, str] = {}
+    supervision = None if labels is None else read_supervision(len(ds), n_clusters, labels=labels)
+    if supervision is not None and n_clusters is None:
+        n_clusters = supervision.describe()["n_classes_labelled"]
+        notes["k"] = f"{n_clusters}, the number of classes labelled in {labels} (give --k for more)"
     if encoder:
         enc, why = encoder, "chosen by --encoder"
     else:
         enc, why = default_encoder(modality, len(ds), device, ds.meta.image_shape)
     notes["encoder"] = why
-    meth, why = (method, "chosen by --method") if method else default_method(modality, len(ds), device)
+    if method:
+        meth, why = method, "chosen by --method"
+    elif supervision is not None:
+        meth, why = LABELS_METHOD, (f"{supervision.n_labelled} labels given: the semi-supervised method that "
+                                    "predicts held-out labels best (3-fold cross-validation on the given labels)")
+    else:
+        meth, why = default_method(modality, len(ds), device)
     if meth != AUTO_METHOD:
         meth = get_method_info(meth).name
     notes["method"] = why
@@ -346,7 +366,7 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         if edge:
             notes["k"] += f". {edge}"
             say(f"  note: {edge}")
-    else:
+    elif "k" not in notes:
         notes["k"] = f"{n_clusters}, given by --k"
     if choice is not None:
         win = choice.winner
@@ -356,8 +376,14 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         say(f"  method  {win.name}")
 
     result = run_clustering(fit_ds, meth, n_clusters, seed=seed, device=device, encoder=fit_enc, params=params,
-                            features=features, noise=noise)
+                            features=features, noise=noise, supervision=supervision)
     result.dataset, result.encoder = ds, enc
+    if hasattr(result.model, "cv_scores_"):  # few-labels: why its candidate won
+        cv = result.model.cv_scores_
+        notes["method"] = (f"{result.model.chosen_}, chosen by 3-fold cross-validation on the "
+                           f"{supervision.n_labelled} given labels (accuracy on the held-out labels: "
+                           + ", ".join(f"{c} {'–' if v is None else f'{v:.3f}'}" for c, v in cv.items()) + ")")
+        say(f"  method  {notes['method']}")
     if selection is not None:
         result.k_alternatives = k_alternatives(selection, result.extra["merge_tree"], Path(out),
                                                str(input) if isinstance(input, (str, Path)) else "INPUT")

@@ -131,8 +131,8 @@ def refuse_supervision(method: str, kinds: list[str], takes: tuple[str, ...]) ->
     wrong = [k for k in kinds if k not in takes]
     if not wrong:
         return
-    users = {"labels": "seeded-kmeans, constrained-kmeans, transductive-fewshot, umap-spreading, ncd-kmeans, "
-                       "ncd-spectral, pbn, gpc",
+    users = {"labels": "few-labels, seeded-kmeans, constrained-kmeans, transductive-fewshot, umap-spreading, "
+                       "ncd-kmeans, ncd-spectral, pbn, gpc",
              "constraints": "cop-kmeans, pckmeans, clusternet, dcc"}
     raise DeepclustError(f"{method} does not use {' or '.join(wrong)}; methods that do: "
                          + "; ".join(f"{k}: {users[k]}" for k in wrong))

@@ -39,6 +39,7 @@ _WHERE = {
     "PCKMeans": "deepclust.engines.constrained",
     "TransductiveFewShot": "deepclust.engines.transductive",
     "ManifoldLabelSpreading": "deepclust.engines.spreading",
+    "FewLabelsAuto": "deepclust.engines.fewlabels",
     "NCDKMeans": "deepclust.engines.discovery",
     "NCDSpectralClustering": "deepclust.engines.discovery",
     "GPC": "deepclust.engines.gpc",

@@ -81,6 +81,11 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("umap-spreading", "deepclust.engines.spreading:ManifoldLabelSpreading",
                    "a few labels spread over the K-NN graph of the (label-free) UMAP layout by label spreading; "
                    "labelled samples keep their class", "McInnes et al., arXiv 1802.03426; Zhou et al., NIPS 2004"),
+        MethodInfo("few-labels", "deepclust.engines.fewlabels:FewLabelsAuto",
+                   "partial labels: the semi-supervised method (constrained k-means, label spreading on the UMAP "
+                   "layout, transductive few-shot on the layout or the features) chosen by 3-fold cross-validation "
+                   "on the given labels, refitted with all of them", "model selection on the labelled set (e.g. "
+                   "Oliver et al., NeurIPS 2018) over Basu et al. 2002, Zhou et al. 2004, Ziko et al. 2021"),
         MethodInfo("ncd-kmeans", "deepclust.engines.discovery:NCDKMeans",
                    "novel-class discovery: k-means of the unlabelled samples whose new centres start away from the "
                    "labelled (known) classes' means; n_novel='auto' by silhouette",
