@@ -171,7 +171,7 @@ def table_manyclass(records: Records) -> str:
             *(_ms(mean_std([r.get(key) for r in rs]), 3) for key in ("acc", "nmi", "ari")),
             str(min(found)) if found else "–", _ms(fit, 1),
             f"{fit[0] / kmeans[dataset]:.0f}" if kmeans.get(dataset) else "–",
-            f"{max(r.get('peak_memory_mb') or 0 for r in rs):.0f}",
+            f"{max(r.get('peak_memory_mb') or 0 for r in rs):.0f}" if any(r.get("peak_memory_mb") for r in rs) else "–",
             f"{min(loads):.1f}–{max(loads):.1f}" if loads else "–",
         ]) + " |")
     return "\n".join(lines)

@@ -53,14 +53,28 @@ def many_blobs() -> tuple[np.ndarray, np.ndarray]:
     return X.astype(np.float32), y
 
 
-def test_scan_holds_at_k_100(many_blobs, one_thread) -> None:
+@pytest.mark.parametrize("init", ["kmeans", "auto"])
+def test_scan_holds_at_k_100(many_blobs, one_thread, init) -> None:
     X, y = many_blobs
     kmeans = accuracy(y, make_method("kmeans", n_clusters=100, random_state=0).fit(X).labels_)
     model = make_method("scan", n_clusters=100, n_heads=2, epochs=10, selflabel_epochs=5, n_neighbors=10,
-                        random_state=0, device="cpu").fit(X)
+                        random_state=0, device="cpu", init=init).fit(X)
     assert np.bincount(model.labels_, minlength=100).min() > 0
     assert accuracy(y, model.labels_) >= kmeans - 0.02
+    # "auto": batches of 1,024 hold over 5 samples per cluster at k = 100, so the paper's random start
+    # comes first; in 10 epochs of 3 steps it empties clusters, and the k-means start takes over
     assert "init" in model.timings_
+    assert model.start_ == "kmeans" and model.restarted_ is (init == "auto")
+
+
+def test_scan_auto_start_follows_samples_per_cluster_in_a_batch() -> None:
+    """The warm start is used exactly where the entropy term leaves the paper's batch mean."""
+    for k, batch, warm in ((10, 1024, False), (204, 1024, False), (205, 1024, True), (26, 128, True), (25, 128, False)):
+        model = make_method("scan", n_clusters=k)
+        assert model._warm_start(batch) is warm
+        assert model._running_entropy(batch) is warm
+    assert make_method("scan", n_clusters=10, init="kmeans")._warm_start(1024)
+    assert not make_method("scan", n_clusters=500, init="random")._warm_start(1024)
 
 
 def test_sela_holds_at_k_100(many_blobs, one_thread) -> None:
@@ -76,3 +90,11 @@ def test_self_labelling_warns_when_the_clustering_collapses() -> None:
     for name, params in (("scan", dict(epochs=2, selflabel_epochs=1, n_neighbors=5)), ("sela", dict(epochs=2, n_label_updates=1))):
         with pytest.warns(RuntimeWarning, match="collapsed clustering: 3 of 5 clusters are non-empty"):
             make_method(name, n_clusters=5, random_state=0, device="cpu", **params).fit(X)
+
+
+def test_scan_auto_keeps_the_papers_start_where_it_holds(one_thread) -> None:
+    X, y = make_blobs(600, n_features=16, centers=5, cluster_std=1.0, random_state=0)
+    model = make_method("scan", n_clusters=5, n_heads=2, epochs=50, batch_size=128, lr=3e-3, selflabel_epochs=5,
+                        n_neighbors=10, random_state=0, device="cpu").fit(X.astype(np.float32))
+    assert model.start_ == "random" and not model.restarted_ and "init" not in model.timings_
+    assert accuracy(y, model.labels_) > 0.95

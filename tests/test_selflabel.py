@@ -26,7 +26,7 @@ from deepclust.training import balanced_indices
 # thousands of steps to move a head)
 FAST = {
     "sela": dict(epochs=20, n_label_updates=5),
-    "scan": dict(epochs=30, selflabel_epochs=10, n_neighbors=10, lr=1e-2, batch_size=64),
+    "scan": dict(epochs=30, selflabel_epochs=10, n_neighbors=10, lr=1e-2, batch_size=64, init="kmeans"),
     "deepcluster": dict(epochs=5, hidden_dims=(64, 64)),
     "clusterfit": dict(epochs=5, hidden_dims=(64, 64)),
 }
@@ -332,7 +332,7 @@ def test_scan_on_images_trains_pretext_backbone_and_heads(tmp_path: Path, one_th
     X = (X * 255).astype(np.uint8)  # raw 8-bit pixels, as in MNIST
     model = make_method("scan", n_clusters=3, n_heads=3, epochs=15, batch_size=32, selflabel_epochs=5,
                         selflabel_batch_size=64, threshold=0.6, n_neighbors=5, lr=1e-3,
-                        pretext=dict(epochs=15, width=8, batch_size=64), random_state=0).fit(X)
+                        pretext=dict(epochs=15, width=8, batch_size=64), init="kmeans", random_state=0).fit(X)
     assert accuracy(y, model.labels_) > 0.9
     assert set(model.timings_) == {"pretext", "knn", "init", "scan", "selflabel"}
     assert len(model.history_["pretext"]) == 15 and model.history_["selflabel"][-1]["confident"] > 0.5

@@ -107,17 +107,14 @@ class MultiHead(nn.Module):
         return self.linear(z).view(z.shape[0], self.n_heads, self.n_clusters).transpose(0, 1)
 
     @torch.no_grad()
-    def init_from_centroids(self, centroids: torch.Tensor, noise: float = 1.0, n_warm: int | None = None) -> None:
-        """Warm start the first ``n_warm`` heads (all by default) from k-means: weights = L2-normalised
-        centroids + ``noise`` × the head's own random initialisation, biases 0, so that each starts at
-        the centroids' (cosine) partition and the heads still differ; the other heads keep their
-        random initialisation."""
-        n_warm = self.n_heads if n_warm is None else int(n_warm)
+    def init_from_centroids(self, centroids: torch.Tensor, noise: float = 1.0) -> None:
+        """Warm start every head from k-means: weights = L2-normalised centroids + ``noise`` × the head's
+        own random initialisation, biases 0, so that each head starts at the centroids' (cosine)
+        partition and the heads still differ."""
         c = F.normalize(torch.as_tensor(centroids, dtype=self.linear.weight.dtype,
                                         device=self.linear.weight.device), dim=1)
-        rows = slice(0, n_warm * self.n_clusters)
-        self.linear.weight[rows].mul_(float(noise)).add_(c.repeat(n_warm, 1))
-        self.linear.bias[rows].zero_()
+        self.linear.weight.mul_(float(noise)).add_(c.repeat(self.n_heads, 1))
+        self.linear.bias.zero_()
 
     def head(self, h: int) -> SoftmaxHead:
         out = SoftmaxHead(self.linear.in_features, self.n_clusters).to(self.linear.weight.device)
