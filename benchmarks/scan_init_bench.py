@@ -2,7 +2,7 @@
 
 For every set, seed and start, SCAN with every other default (10 heads, the embedding schedule) at the
 true k, one torch thread; labels only score. Embeddings through the project's encode path and its cache
-(MiniLM for texts, EfficientNet-Lite0 at 112 px for images). One JSON record per run (table kind
+(MiniLM for texts, EfficientNet-Lite0 at 112 px or the autoencoder for images). One JSON record per run (table kind
 ``manyclass``, grouped by set and start):
 
     PYTHONPATH=src DEEPCLUST_DATA=../shared/data python benchmarks/scan_init_bench.py minilm banking77,clinc150 random,kmeans 0,1,2 benchmarks/results/scan-init.jsonl
@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
         ds = load_dataset(name)
         X, info = encode_with_info(ds, encoder, device="cpu", cache=True, random_state=0, **options)
         k = int(ds.meta.n_classes)
-        shown = name if encoder == "minilm" else f"{name} ({encoder}, 112 px)"
+        shown = name if encoder == "minilm" else f"{name} ({encoder}{', 112 px' if options else ''})"
         for seed in map(int, seeds):
             for start in starts:
                 t0 = time.perf_counter()

@@ -70,10 +70,10 @@ def test_scan_holds_at_k_100(many_blobs, one_thread, init) -> None:
 def test_scan_auto_start_follows_samples_per_cluster_in_a_batch() -> None:
     """The warm start is used exactly where the entropy term leaves the paper's batch mean."""
     for k, batch, warm in ((10, 1024, False), (204, 1024, False), (205, 1024, True), (26, 128, True), (25, 128, False)):
-        model = make_method("scan", n_clusters=k)
+        model = make_method("scan", n_clusters=k, init="auto")
         assert model._warm_start(batch) is warm
         assert model._running_entropy(batch) is warm
-    assert make_method("scan", n_clusters=10, init="kmeans")._warm_start(1024)
+    assert make_method("scan", n_clusters=10)._warm_start(1024)  # the default: k-means
     assert not make_method("scan", n_clusters=500, init="random")._warm_start(1024)
 
 
@@ -95,6 +95,6 @@ def test_self_labelling_warns_when_the_clustering_collapses() -> None:
 def test_scan_auto_keeps_the_papers_start_where_it_holds(one_thread) -> None:
     X, y = make_blobs(600, n_features=16, centers=5, cluster_std=1.0, random_state=0)
     model = make_method("scan", n_clusters=5, n_heads=2, epochs=50, batch_size=128, lr=3e-3, selflabel_epochs=5,
-                        n_neighbors=10, random_state=0, device="cpu").fit(X.astype(np.float32))
+                        n_neighbors=10, init="auto", random_state=0, device="cpu").fit(X.astype(np.float32))
     assert model.start_ == "random" and not model.restarted_ and "init" not in model.timings_
     assert accuracy(y, model.labels_) > 0.95
