@@ -39,6 +39,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from deepclust.engines.neighbors import neighbour_mean
 from deepclust.errors import DeepclustError
 from deepclust.reduction import keep_anchors, place, umap_layout
 from deepclust.supervision import SemiSupervisedClusterer
@@ -169,18 +170,13 @@ class FewLabelsAuto(SemiSupervisedClusterer):
         self.anchor_labels_ = self.labels_ if keep is None else self.labels_[keep]
 
     def _neighbour_votes(self, X: np.ndarray) -> np.ndarray:
-        from sklearn.neighbors import NearestNeighbors
-
-        flat = X.reshape(len(X), -1)
+        """Share of each class among the new samples' nearest fitted samples, in the chosen candidate's space."""
         if getattr(self, "anchor_space_", None) is not None:  # the chosen candidate clustered the layout
             ref, Z = self.anchor_space_, place(X, self.anchors_, self.anchor_space_, n_neighbors=self.n_neighbors)
         else:
-            ref, Z = self.anchors_, flat
-        idx = NearestNeighbors(n_neighbors=min(int(self.n_neighbors), len(ref))).fit(ref).kneighbors(
-            Z, return_distance=False)
-        votes = np.zeros((len(X), int(self.n_clusters)), dtype=np.float32)
-        np.add.at(votes, (np.repeat(np.arange(len(X)), idx.shape[1]), np.asarray(self.anchor_labels_)[idx].ravel()), 1)
-        return votes / idx.shape[1]
+            ref, Z = self.anchors_, X.reshape(len(X), -1)
+        one_hot = np.eye(int(self.n_clusters), dtype=np.float32)[np.asarray(self.anchor_labels_)]
+        return neighbour_mean(ref, Z, one_hot, self.n_neighbors).astype(np.float32)
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
         return self._neighbour_votes(X)

@@ -91,3 +91,12 @@ def euclidean_knn(X: np.ndarray, k: int, *, block: int = 2048) -> tuple[np.ndarr
         dists.append(d)
         idx.append(i)
     return torch.cat(dists).numpy(), torch.cat(idx).numpy()
+
+
+def neighbour_mean(reference: np.ndarray, queries: np.ndarray, values: np.ndarray, k: int) -> np.ndarray:
+    """Mean of ``values`` (one row per reference point) over each query's ``k`` nearest reference points
+    (Euclidean): the k-NN induction that carries a transductive clustering to new samples."""
+    from sklearn.neighbors import NearestNeighbors
+
+    nn = NearestNeighbors(n_neighbors=min(int(k), len(reference))).fit(reference)
+    return np.asarray(values, dtype=np.float64)[nn.kneighbors(queries, return_distance=False)].mean(1)

@@ -46,6 +46,7 @@ import torch
 
 from deepclust.engines.constrained import clamped_lloyd, seeded_start
 from deepclust.engines.kmeans import _torch_generator
+from deepclust.engines.neighbors import neighbour_mean
 from deepclust.errors import DeepclustError
 from deepclust.reduction import keep_anchors, place, umap_layout
 from deepclust.supervision import SemiSupervisedClusterer
@@ -140,12 +141,8 @@ class ManifoldLabelSpreading(SemiSupervisedClusterer):
         return clamped_lloyd(Lt, C, fixed, fixed_labels)[1].numpy()
 
     def _neighbour_distributions(self, X: np.ndarray) -> np.ndarray:
-        from sklearn.neighbors import NearestNeighbors
-
         Z = place(X, self.anchors_, self.anchor_layout_, n_neighbors=self.n_neighbors)
-        nn = NearestNeighbors(n_neighbors=min(int(self.n_neighbors), len(self.anchor_layout_)))
-        idx = nn.fit(self.anchor_layout_).kneighbors(Z, return_distance=False)
-        P = np.asarray(self.anchor_distributions_, dtype=np.float64)[idx].mean(1)
+        P = neighbour_mean(self.anchor_layout_, Z, self.anchor_distributions_, self.n_neighbors)
         return P / np.maximum(P.sum(1, keepdims=True), 1e-12)
 
     def _predict_proba(self, X: np.ndarray) -> np.ndarray:
