@@ -171,6 +171,24 @@ def test_cosine_knn_matches_brute_force(backend) -> None:
         cosine_knn(X[:5], 5)
 
 
+@pytest.mark.parametrize("bf16", [True, False])
+def test_cosine_knn_bfloat16_products_are_reranked_to_float32(bf16, monkeypatch) -> None:
+    """On a CPU with bfloat16 instructions the blocks are bfloat16 products; the re-scoring in float32
+    gives float32's neighbours, in order (most similar first), on either kind of CPU."""
+    import deepclust.engines.neighbors as neighbors
+    monkeypatch.setattr(neighbors, "native_cpu_bf16", lambda: bf16)
+    X = np.random.default_rng(1).normal(size=(500, 48)).astype(np.float64)
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    sim = Xn @ Xn.T
+    np.fill_diagonal(sim, -np.inf)
+    expected = np.argsort(-sim, axis=1)[:, :8]
+    got = neighbors.cosine_knn(X.astype(np.float32), 8, backend="torch").numpy()
+    assert (got == expected).mean() > 0.995
+    bf16_alone = np.argsort(-(torch.from_numpy(Xn).bfloat16() @ torch.from_numpy(Xn).bfloat16().T).float()
+                            .fill_diagonal_(-float("inf")).numpy(), axis=1, kind="stable")[:, :8]
+    assert (bf16_alone == expected).mean() < 0.95  # what the re-scoring repairs
+
+
 def test_split_empty_clusters_fills_every_cluster() -> None:
     g = torch.Generator().manual_seed(0)
     feats = torch.cat([torch.randn(50, 2) * 0.1 + 3, torch.randn(10, 2) * 0.1 - 3])
