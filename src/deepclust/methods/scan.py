@@ -86,7 +86,8 @@ none of which reads labels or depends on the data set):
 
 Cost: the SCAN step is epochs × 2 (anchor and neighbour) × heads × n·k·d multiply-adds forward and
 as many backward; the heads are one product (:class:`deepclust.heads.MultiHead`), so 10 heads cost
-10 × one. Mining the neighbours is n²·d, the warm start one k-means fit. On BANKING77 and CLINC150
+10 × one. Mining the neighbours is n²·d (bfloat16 products re-ranked in float32 on a CPU that has them), the
+warm start one k-means fit. On BANKING77 and CLINC150
 (MiniLM) the labels still move 1–2 % an epoch at epoch 50, so the SCAN step runs its 50 epochs
 and only self-labelling ends early; see BENCHMARKS.md ("SCAN's speed") for the time against k-means.
 """
@@ -151,8 +152,8 @@ class SCAN(SelfLabelClusterer):
     tol : end each step at the first epoch in which, in every head, fewer than this share of hard
         labels changed (DEC's and DEPICT's rule) and the share of predictions above ``threshold``
         grew by less than this (0.001; 0 runs every epoch; :class:`~deepclust.methods._selflabel.Settled`).
-    knn_backend : ``"auto"`` (faiss on the CPU for large n when installed, else torch), ``"torch"``,
-        ``"faiss"``.
+    knn_backend : ``"auto"`` (torch; faiss for large n on a CPU without bfloat16 instructions, when
+        installed; see :func:`~deepclust.engines.neighbors.cosine_knn`), ``"torch"``, ``"faiss"``.
     normalize : L2-normalise the rows of X and scale them to norm √d (see deepclust.methods._selflabel).
     pretext : images only: settings of the SimCLR pretext step (:class:`deepclust.encoders.pretext.SimCLR`,
         e.g. ``{"epochs": 100, "flip": False}``); None: its defaults.
