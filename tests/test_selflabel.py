@@ -469,4 +469,4 @@ def test_scan_head_criterion_is_the_mean_pair_loss_minus_the_entropy() -> None:
     pairs = [-math.log(float(p[i] @ p[j])) for i in range(50) for j in nbrs[i].tolist()]
     mean = p.mean(0)
     expected = sum(pairs) / len(pairs) + float((mean * mean.log()).sum())
-    assert float(_scan_total_loss(p, nbrs, rows=7)) == pytest.approx(expected, rel=1e-6)
+    assert float(_scan_total_loss(p, nbrs, block=7 * 4 * 6)) == pytest.approx(expected, rel=1e-6)  # 7 rows a block
