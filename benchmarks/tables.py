@@ -15,7 +15,8 @@ source) is text written by hand and left alone. Kinds: ``bench`` (the mean ± st
 (benchmarks/semisup_bench.py), ``semisup-pairs`` (benchmarks/semisup_pairs_bench.py), ``discovery``
 (benchmarks/discovery_bench.py), ``mcr2`` (benchmarks/mcr2_bench.py), ``depict-init``
 (benchmarks/depict_init_bench.py), ``ddp`` (benchmarks/ddp_bench.py), ``dask``
-(benchmarks/dask_bench.py), ``imbalanced`` (benchmarks/imbalanced_bench.py) and the GPU
+(benchmarks/dask_bench.py), ``imbalanced`` (benchmarks/imbalanced_bench.py), ``large-k-generated``
+(benchmarks/large_k_generated.py) and the GPU
 call's ``gpu-depict``, ``gpu-kmeans``, ``gpu-clustpy``, ``gpu-other`` and ``gpu-status``, which read
 every ``gpu-*.jsonl`` (benchmarks/gpu/collect.py writes them) and say what still awaits the call.
 Below each table a line says whether the machine was idle, from the load average in the records.
@@ -140,6 +141,8 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
         return latest(records, lambda r: (r["dataset"], r["encoder"], r["seed"], r["pair_fraction"], r["method"]))
     if kind == "mcr2":
         return latest(records, lambda r: (r["dataset"], r.get("label", r["method"]), r["seed"]))
+    if kind == "large-k-generated":
+        return latest(records, lambda r: (r["k"], r["label"], r["seed"]))
     if kind == "discovery":
         return latest(records, lambda r: (r["benchmark"], r["dataset"], r["method"], r.get("setting"), r["seed"]))
     return latest(records, _bench_key)
@@ -405,6 +408,15 @@ def table_imbalanced(records: Records) -> str:
 
 
 KINDS["imbalanced"] = table_imbalanced
+
+
+def table_large_k_generated(records: Records) -> str:
+    from large_k_generated import table_of  # SCAN and SeLa at k = 250 … 1,000 on generated data (issue 20)
+
+    return table_of(records)
+
+
+KINDS["large-k-generated"] = table_large_k_generated
 
 
 # ---------------------------------------------------------------------------------------------- driver
