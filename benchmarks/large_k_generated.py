@@ -55,14 +55,14 @@ def table_of(records: list[dict]) -> str:
     groups: dict[tuple, list[dict]] = {}
     for r in records:
         groups.setdefault((r["k"], r["label"]), []).append(r)
-    kmeans = {k: mean_std([r["seconds"] for r in rs])[0] for (k, label), rs in groups.items() if label == "kmeans"}
+    seconds = {g: mean_std([r["seconds"] for r in rs])[0] for g, rs in groups.items()}
     ms = lambda rs, key, digits: "{:.{d}f} ± {:.{d}f}".format(*mean_std([r[key] for r in rs]), d=digits)  # noqa: E731
     lines = ["| k | n | method | seeds | ACC | NMI | non-empty (min) | largest ÷ n/k (max) | seconds | × k-means |",
              "|---:|---:|---|---:|---|---|---:|---:|---|---:|"]
     for (k, label), rs in sorted(groups.items(), key=lambda g: (g[0][0], list(METHODS).index(g[0][1]))):
         lines.append(f"| {k} | {rs[0]['n']:,} | {label} | {len(rs)} | {ms(rs, 'acc', 3)} | {ms(rs, 'nmi', 3)} | "
                      f"{min(r['non_empty'] for r in rs)} | {max(r['largest_over_mean'] for r in rs):.2f} | "
-                     f"{ms(rs, 'seconds', 1)} | {mean_std([r['seconds'] for r in rs])[0] / kmeans[k]:.0f} |")
+                     f"{ms(rs, 'seconds', 1)} | {seconds[k, label] / seconds[k, 'kmeans']:.0f} |")
     return "\n".join(lines)
 
 

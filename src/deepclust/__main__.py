@@ -2,9 +2,10 @@ import os
 import sys
 
 from deepclust.cli import main
-from deepclust.distributed import launched_by_torchrun
 
 code = main()
+from deepclust.distributed import launched_by_torchrun  # noqa: E402 - imported by main() already
+
 if launched_by_torchrun():
     # torchrun: the run is over (outputs written and closed, the process group destroyed). Leave without
     # the interpreter's C++ teardown, where a rank sometimes aborted ("terminate called without an active
