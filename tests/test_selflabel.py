@@ -189,6 +189,38 @@ def test_cosine_knn_bfloat16_products_are_reranked_to_float32(bf16, monkeypatch)
     assert (bf16_alone == expected).mean() < 0.95  # what the re-scoring repairs
 
 
+def test_euclidean_knn_is_float64_exact_with_ties_by_index(monkeypatch) -> None:
+    """UMAP's exact neighbour lists: float32 candidates re-scored in float64, and the rows whose candidates
+    float32's rounding could have spoiled searched again, give float64's distances and lists, equal
+    distances ordered by index: here on two tight groups far apart (float32 cannot tell the points of a
+    group apart) with duplicated rows (ties)."""
+    from scipy.spatial.distance import cdist
+
+    import deepclust.engines.neighbors as neighbors
+    monkeypatch.setattr(neighbors, "EUCLIDEAN_RERANK_MIN_N", 100)
+    X = np.random.default_rng(0).normal(size=(600, 30)) * 1e-2
+    X[:300] += 1e2
+    X[300:] -= 1e2
+    X[100:130] = X[:30]  # 30 exact duplicates: distance-0 ties, and ties further down every list
+    D = cdist(X, X, "sqeuclidean")
+    np.fill_diagonal(D, np.inf)
+    expected = np.argsort(D, axis=1, kind="stable")[:, :7]
+    dist, idx = neighbors.euclidean_knn(X, 7)
+    assert (idx == expected).all()
+    np.testing.assert_allclose(dist, np.take_along_axis(D, expected, 1), rtol=1e-9)
+    low = torch.from_numpy(X - X.mean(0)).float()  # float32 candidates alone: wrong lists
+    sq = (low ** 2).sum(1)
+    alone = (sq[:, None] - 2 * (low @ low.T) + sq[None]).fill_diagonal_(float("inf"))
+    assert (alone.topk(7, dim=1, largest=False).indices.numpy() == expected).mean() < 0.5
+    monkeypatch.setattr(neighbors, "EUCLIDEAN_RERANK_MIN_N", 10_000)  # small data: float64 products throughout
+    X = np.random.default_rng(1).normal(size=(600, 30))
+    D = cdist(X, X, "sqeuclidean")
+    np.fill_diagonal(D, np.inf)
+    dist, idx = neighbors.euclidean_knn(X, 7)
+    np.testing.assert_allclose(dist, np.sort(D, axis=1)[:, :7], rtol=1e-9)
+    np.testing.assert_allclose(np.take_along_axis(D, idx, 1), dist, rtol=1e-9)
+
+
 def test_split_empty_clusters_fills_every_cluster() -> None:
     g = torch.Generator().manual_seed(0)
     feats = torch.cat([torch.randn(50, 2) * 0.1 + 3, torch.randn(10, 2) * 0.1 - 3])
