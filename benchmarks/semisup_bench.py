@@ -13,6 +13,9 @@ every record.
     python benchmarks/semisup_bench.py --out benchmarks/results/semisup.jsonl   # the first records (seeds 0-2)
     python benchmarks/semisup_bench.py --methods umap-spreading --out benchmarks/results/semisup-v2.jsonl
     python benchmarks/semisup_bench.py --seeds 3,4 --fractions 0.01 --out benchmarks/results/semisup-v2.jsonl
+    python benchmarks/semisup_bench.py --methods tim --no-baselines --out benchmarks/results/semisup-tim.jsonl
+    python benchmarks/semisup_bench.py --methods few-labels --fractions 0.01 --seeds 0,1,2,3,4 \
+        --out benchmarks/results/semisup-auto-v2.jsonl   # few-labels with TIM among its candidates
     python benchmarks/semisup_bench.py --table benchmarks/results/semisup.jsonl benchmarks/results/semisup-v2.jsonl
 """
 
@@ -45,13 +48,15 @@ UNSUPERVISED = ("umap+kmeans", "umap+gmm")
 FRACTIONS = (0.01, 0.05, 0.10)
 #: ``@umap``: the method run on the UMAP layout of the unsupervised pipelines (label-free; the representation the
 #: unsupervised best clusters) instead of the features themselves
-SINGLE = ("seeded-kmeans", "constrained-kmeans", "transductive-fewshot", "transductive-fewshot@umap", "umap-spreading")
+SINGLE = ("seeded-kmeans", "constrained-kmeans", "transductive-fewshot", "transductive-fewshot@umap", "umap-spreading",
+          "tim")
 #: ``few-labels``: the one of them chosen by 3-fold cross-validation on the given labels (not run by default)
 METHODS = (*SINGLE, "few-labels")
 NAMES = {"kmeans": "k-means", "unsupervised": "unsupervised best", "seeded-kmeans": "seeded k-means",
          "constrained-kmeans": "constrained k-means", "transductive-fewshot": "transductive few-shot",
          "transductive-fewshot@umap": "transductive few-shot on the UMAP layout",
-         "umap-spreading": "label spreading on the UMAP layout", "few-labels": "few-labels (chosen by CV)"}
+         "umap-spreading": "label spreading on the UMAP layout", "tim": "TIM",
+         "few-labels": "few-labels (chosen by CV)"}
 
 
 def partial_labels(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -80,7 +85,8 @@ def unsupervised(X: np.ndarray, k: int, seed: int) -> tuple[list[tuple[str, np.n
 
 
 def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] = SINGLE,
-            with_unsupervised: bool = True, fractions: tuple[float, ...] = FRACTIONS) -> list[dict[str, Any]]:
+            with_unsupervised: bool = True, fractions: tuple[float, ...] = FRACTIONS,
+            baselines: bool = True) -> list[dict[str, Any]]:
     from deepclust import metrics
     from deepclust.data import load_dataset
     from deepclust.encoders.api import encode_with_info
@@ -94,12 +100,12 @@ def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] 
     records = []
     for seed in seeds:
         base = run_clustering(ds, "kmeans", k, seed=seed, device="cpu", features=features)
-        unsup, layout = unsupervised(features[0], k, seed) if with_unsupervised else ([], None)
+        unsup, layout = unsupervised(features[0], k, seed) if with_unsupervised and baselines else ([], None)
         on_layout = (layout, {"name": "umap-layout", "dim": 10})
         for fraction in fractions:
             y = partial_labels(ds.y, fraction, seed)
             rest = y < 0
-            rows = [("kmeans", base.labels, base.seconds["fit"], {}), *((*u, {}) for u in unsup)]
+            rows = [("kmeans", base.labels, base.seconds["fit"], {}), *((*u, {}) for u in unsup)] if baselines else []
             for method in methods:
                 if method.endswith("@umap") and layout is None:
                     continue
@@ -127,7 +133,7 @@ def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] 
 
 #: short names of few-labels' candidates, for the table's "chosen by CV" column
 SHORT = {"constrained-kmeans": "ckm", "transductive-fewshot": "tfs", "transductive-fewshot@umap": "tfs@umap",
-         "umap-spreading": "spread"}
+         "umap-spreading": "spread", "tim": "tim"}
 
 
 def _chosen_cell(chosen: list[str], by: dict[str, list[float]]) -> str:
@@ -204,6 +210,9 @@ def main() -> int:
     parser.add_argument("--methods", default=",".join(SINGLE),
                         help=f"supervised methods (k-means always runs): any of {', '.join(METHODS)}")
     parser.add_argument("--fractions", default=",".join(map(str, FRACTIONS)), help="fractions of labelled samples")
+    parser.add_argument("--no-baselines", action="store_true",
+                        help="records of the given methods only (no k-means or UMAP pipelines, no layout: methods "
+                             "on the layout are skipped), for a method added to an earlier run")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path, nargs="*")
     args = parser.parse_args()
@@ -220,7 +229,8 @@ def main() -> int:
         for encoder in [enc] if enc else [e for s, e in SETS if s == name] or ["raw"]:
             for seed in [int(s) for s in args.seeds.split(",")]:  # records written seed by seed
                 records = measure(name, encoder, [seed], tuple(args.methods.split(",")),
-                                  fractions=tuple(float(f) for f in args.fractions.split(",")))
+                                  fractions=tuple(float(f) for f in args.fractions.split(",")),
+                                  baselines=not args.no_baselines)
                 with open(args.out, "a") as fh:
                     fh.writelines(json.dumps(r) + "\n" for r in records)
     return 0

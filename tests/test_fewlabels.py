@@ -26,7 +26,7 @@ from test_semisupervised import partial
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 LAYOUT_FAMILY = ("umap-spreading", "transductive-fewshot@umap")
-FEATURE_FAMILY = ("constrained-kmeans", "transductive-fewshot")
+FEATURE_FAMILY = ("constrained-kmeans", "transductive-fewshot", "tim")
 
 
 def rings(seed: int, sizes: tuple[int, int] = (400, 200)) -> tuple[np.ndarray, np.ndarray]:

@@ -21,6 +21,7 @@ from deepclust.base import load_model
 from deepclust.cli import main
 from deepclust.engines.constrained import COPKMeans, PCKMeans, SeededKMeans
 from deepclust.engines.kmeans import KMeans
+from deepclust.engines.tim import TransductiveInfoMax
 from deepclust.engines.transductive import TransductiveFewShot
 from deepclust.errors import DeepclustError
 
@@ -138,6 +139,28 @@ def test_transductive_beats_seeded_kmeans_on_digits(seed: int) -> None:
     assert fewshot > 0.9 and fewshot > seeded + 0.05
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_tim_raises_mutual_information_and_moves_past_its_prototype_start(seed: int) -> None:
+    """TIM's objective at work: from the labelled class means (its start, n_iter=0) the mutual information
+    of the unlabelled samples and their predictions more than doubles, and so does accuracy rise; the
+    labelled samples keep their class, and predict_proba is a distribution over the clusters."""
+    from deepclust.data import load_dataset
+
+    ds = load_dataset("digits")
+    X = ds.X.reshape(len(ds), -1)
+    y = partial(ds.y, 0.02, seed)
+    rest = y < 0
+    start = TransductiveInfoMax(10, n_iter=0, random_state=seed).fit(X, y)
+    model = TransductiveInfoMax(10, random_state=seed).fit(X, y)
+    assert model.mutual_information_ > 2 * start.mutual_information_
+    assert metrics.accuracy(ds.y[rest], model.labels_[rest]) > metrics.accuracy(ds.y[rest], start.labels_[rest]) + 0.05
+    assert (model.classes_[model.labels_[~rest]] == y[~rest]).all()
+    proba = model.predict_proba(X[:50])
+    np.testing.assert_allclose(proba.sum(1), 1.0, rtol=1e-5)
+    assert (proba.argmax(1) == model.predict(X[:50])).all()
+    assert (model.predict(X[rest]) == model.labels_[rest]).mean() > 0.99  # the classifier it fitted
+
+
 def test_no_supervision_is_kmeans() -> None:
     X, _ = broad_and_two_tight(0)
     for model in (SeededKMeans(3), COPKMeans(3), PCKMeans(3)):
@@ -150,8 +173,9 @@ def test_no_supervision_is_kmeans() -> None:
 @pytest.mark.parametrize("make", [lambda X, t: SeededKMeans(3, constrained=True).fit(X, partial(t, 0.05, 0)),
                                   lambda X, t: COPKMeans(3).fit(X, cannot_link=true_pairs(t, 50, 0)[1]),
                                   lambda X, t: PCKMeans(3).fit(X, must_link=true_pairs(t, 50, 0)[0]),
-                                  lambda X, t: TransductiveFewShot(3).fit(X, partial(t, 0.02, 0))],
-                         ids=["seeded", "cop", "pck", "transductive"])
+                                  lambda X, t: TransductiveFewShot(3).fit(X, partial(t, 0.02, 0)),
+                                  lambda X, t: TransductiveInfoMax(3).fit(X, partial(t, 0.02, 0))],
+                         ids=["seeded", "cop", "pck", "transductive", "tim"])
 def test_save_and_load_predict_the_same(make, tmp_path: Path) -> None:
     X, t = broad_and_two_tight(0)
     model = make(X, t)

@@ -131,7 +131,7 @@ def refuse_supervision(method: str, kinds: list[str], takes: tuple[str, ...]) ->
     wrong = [k for k in kinds if k not in takes]
     if not wrong:
         return
-    users = {"labels": "few-labels, seeded-kmeans, constrained-kmeans, transductive-fewshot, umap-spreading, "
+    users = {"labels": "few-labels, seeded-kmeans, constrained-kmeans, transductive-fewshot, tim, umap-spreading, "
                        "ncd-kmeans, ncd-spectral, pbn, gpc",
              "constraints": "cop-kmeans, pckmeans, clusternet, dcc"}
     raise DeepclustError(f"{method} does not use {' or '.join(wrong)}; methods that do: "

@@ -78,14 +78,19 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("transductive-fewshot", "deepclust.engines.transductive:TransductiveFewShot",
                    "prototypes + Laplacian regularisation on a K-NN graph + a few labelled points, by a bound "
                    "optimiser with parallel per-point updates", "Ziko et al., arXiv 2106.09516 (2021)"),
+        MethodInfo("tim", "deepclust.engines.tim:TransductiveInfoMax",
+                   "a few labels + transductive information maximisation: a classifier on the L2-normalised "
+                   "features whose predictions on the unlabelled samples are confident and use every class",
+                   "Boudiaf et al., NeurIPS 2020 (TIM-GD)"),
         MethodInfo("umap-spreading", "deepclust.engines.spreading:ManifoldLabelSpreading",
                    "a few labels spread over the K-NN graph of the (label-free) UMAP layout by label spreading; "
                    "labelled samples keep their class", "McInnes et al., arXiv 1802.03426; Zhou et al., NIPS 2004"),
         MethodInfo("few-labels", "deepclust.engines.fewlabels:FewLabelsAuto",
                    "partial labels: the semi-supervised method (constrained k-means, label spreading on the UMAP "
-                   "layout, transductive few-shot on the layout or the features) chosen by 3-fold cross-validation "
+                   "layout, transductive few-shot on the layout or the features, TIM on the features) chosen by 3-fold cross-validation "
                    "on the given labels, refitted with all of them", "model selection on the labelled set (e.g. "
-                   "Oliver et al., NeurIPS 2018) over Basu et al. 2002, Zhou et al. 2004, Ziko et al. 2021"),
+                   "Oliver et al., NeurIPS 2018) over Basu et al. 2002, Zhou et al. 2004, Ziko et al. 2021, "
+                   "Boudiaf et al. 2020"),
         MethodInfo("ncd-kmeans", "deepclust.engines.discovery:NCDKMeans",
                    "novel-class discovery: k-means of the unlabelled samples whose new centres start away from the "
                    "labelled (known) classes' means; n_novel='auto' by silhouette",
