@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 20 part 4: BANKING77 and CLINC150 (all-MiniLM-L6-v2 through the encoder path, cached) at the
 # true k, one torch thread a run → benchmarks/results/manyclass-MODE.jsonl; table in BENCHMARKS.md.
-# Usage: benchmarks/manyclass.sh classical|scan|scan-v2|scan-v3|sela|depict [SEEDS]   (PYTHON: the interpreter, default python)
+# Usage: benchmarks/manyclass.sh classical|scan|scan-v2|scan-v3|scan-v4|sela|depict [SEEDS]   (PYTHON: the interpreter, default python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=benchmarks/results/manyclass-$1.jsonl
@@ -36,6 +36,14 @@ case "$1" in
       for d in banking77 clinc150; do
         bench --datasets $d --methods kmeans --seeds "$s"
         bench --datasets $d --methods scan --param n_heads=1 --param knn_backend=faiss --seeds "$s"
+        bench --datasets $d --methods scan --param n_heads=1 --seeds "$s"
+        bench --datasets $d --methods scan --seeds "$s"
+      done
+    done ;;
+  scan-v4)  # self-labelling's products in bfloat16 as well (the SCAN step's already were), beside k-means
+    for s in ${SEEDS//,/ }; do
+      for d in banking77 clinc150; do
+        bench --datasets $d --methods kmeans --seeds "$s"
         bench --datasets $d --methods scan --param n_heads=1 --seeds "$s"
         bench --datasets $d --methods scan --seeds "$s"
       done

@@ -442,7 +442,8 @@ class SCAN(SelfLabelClusterer):
                         teacher = head(backbone(xb))
                     logits = head(backbone(view(xb)))
                 else:
-                    logits = head(xb)
+                    with autocast(dev, True, cpu=True):  # as the SCAN step (and as on CUDA); the loss is float32
+                        logits = head(xb)
                     teacher = logits.detach()
                 loss, n_conf = confident_self_label_loss(logits, teacher, float(self.threshold),
                                                          bool(self.class_balance))
