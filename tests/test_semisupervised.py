@@ -161,6 +161,21 @@ def test_tim_raises_mutual_information_and_moves_past_its_prototype_start(seed: 
     assert (model.predict(X[rest]) == model.labels_[rest]).mean() > 0.99  # the classifier it fitted
 
 
+def test_tim_gives_a_class_without_labels_its_own_cluster() -> None:
+    """Labels for two of three groups and n_clusters=3: the third cluster (started k-means++ style) takes
+    the unlabelled group, and each labelled group stays with its class."""
+    rng = np.random.default_rng(0)
+    centres = np.eye(3) * 5 + 1
+    X = np.vstack([rng.normal(c, 0.5, (100, 3)) for c in centres])
+    t = np.repeat([0, 1, 2], 100)
+    y = np.full(300, -1)
+    y[[0, 1, 2, 100, 101, 102]] = [0, 0, 0, 1, 1, 1]
+    model = TransductiveInfoMax(3, random_state=0).fit(X, y)
+    assert list(model.classes_) == [0, 1]
+    assert (model.labels_[t == 0] == 0).all() and (model.labels_[t == 1] == 1).all()
+    assert (model.labels_[t == 2] == 2).all()
+
+
 def test_no_supervision_is_kmeans() -> None:
     X, _ = broad_and_two_tight(0)
     for model in (SeededKMeans(3), COPKMeans(3), PCKMeans(3)):
