@@ -9,6 +9,9 @@
   (partial labels or pairwise constraints).
 * :mod:`deepclust.engines.transductive` — transductive few-shot clustering (prototypes + Laplacian
   regularisation + a few labels, Ziko et al. 2021).
+* :mod:`deepclust.engines.tim` — TIM: a few labels + transductive information maximisation (Boudiaf
+  et al., NeurIPS 2020).
+* :mod:`deepclust.engines.fewlabels` — the semi-supervised method chosen by cross-validation on the labels.
 * :mod:`deepclust.engines.spreading` — a few labels spread over the K-NN graph of the UMAP layout
   (label spreading, Zhou et al. 2004).
 * :mod:`deepclust.engines.discovery` — novel-class discovery: NCD k-means and NCD spectral clustering
@@ -38,6 +41,7 @@ _WHERE = {
     "COPKMeans": "deepclust.engines.constrained",
     "PCKMeans": "deepclust.engines.constrained",
     "TransductiveFewShot": "deepclust.engines.transductive",
+    "TransductiveInfoMax": "deepclust.engines.tim",
     "ManifoldLabelSpreading": "deepclust.engines.spreading",
     "FewLabelsAuto": "deepclust.engines.fewlabels",
     "NCDKMeans": "deepclust.engines.discovery",
