@@ -21,8 +21,9 @@ case "$1" in
     # one head: the paper's 10 cost 10 × the SCAN step, which a shared CPU cannot carry for 5 seeds
     bench --datasets $BOTH --methods scan --param n_heads=1 --seeds "$SEEDS"
     bench --datasets clinc150 --methods scan --seeds 0 ;;
-  scan-v2)  # SCAN's speed (batches 8 × the paper's, bf16 products): k-means, SCAN with one head and with the
-    # default ten, seed by seed and set by set, so that each ratio to k-means is taken at about the same load
+  scan-v2|scan-v4)  # SCAN's speed (v2: batches 8 × the paper's, bf16 products in the SCAN step; v4: in
+    # self-labelling too): k-means, SCAN with one head and with the default ten, seed by seed and set by set,
+    # so that each ratio to k-means is taken at about the same load
     for s in ${SEEDS//,/ }; do
       for d in banking77 clinc150; do
         bench --datasets $d --methods kmeans --seeds "$s"
@@ -36,14 +37,6 @@ case "$1" in
       for d in banking77 clinc150; do
         bench --datasets $d --methods kmeans --seeds "$s"
         bench --datasets $d --methods scan --param n_heads=1 --param knn_backend=faiss --seeds "$s"
-        bench --datasets $d --methods scan --param n_heads=1 --seeds "$s"
-        bench --datasets $d --methods scan --seeds "$s"
-      done
-    done ;;
-  scan-v4)  # self-labelling's products in bfloat16 as well (the SCAN step's already were), beside k-means
-    for s in ${SEEDS//,/ }; do
-      for d in banking77 clinc150; do
-        bench --datasets $d --methods kmeans --seeds "$s"
         bench --datasets $d --methods scan --param n_heads=1 --seeds "$s"
         bench --datasets $d --methods scan --seeds "$s"
       done
