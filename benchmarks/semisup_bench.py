@@ -85,8 +85,7 @@ def unsupervised(X: np.ndarray, k: int, seed: int) -> tuple[list[tuple[str, np.n
 
 
 def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] = SINGLE,
-            with_unsupervised: bool = True, fractions: tuple[float, ...] = FRACTIONS,
-            baselines: bool = True) -> list[dict[str, Any]]:
+            fractions: tuple[float, ...] = FRACTIONS, baselines: bool = True) -> list[dict[str, Any]]:
     from deepclust import metrics
     from deepclust.data import load_dataset
     from deepclust.encoders.api import encode_with_info
@@ -100,7 +99,7 @@ def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] 
     records = []
     for seed in seeds:
         base = run_clustering(ds, "kmeans", k, seed=seed, device="cpu", features=features)
-        unsup, layout = unsupervised(features[0], k, seed) if with_unsupervised and baselines else ([], None)
+        unsup, layout = unsupervised(features[0], k, seed) if baselines else ([], None)
         on_layout = (layout, {"name": "umap-layout", "dim": 10})
         for fraction in fractions:
             y = partial_labels(ds.y, fraction, seed)

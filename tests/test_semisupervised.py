@@ -176,6 +176,14 @@ def test_tim_gives_a_class_without_labels_its_own_cluster() -> None:
     assert (model.labels_[t == 2] == 2).all()
 
 
+@pytest.mark.parametrize("bad", [{"temperature": 0}, {"lr": float("nan")}, {"ce_weight": -1.0},
+                                 {"marginal_weight": True}, {"conditional_weight": "0.1"}, {"n_iter": 1.5}])
+def test_tim_refuses_bad_settings_in_one_line(bad: dict) -> None:
+    X, t = broad_and_two_tight(0)
+    with pytest.raises(DeepclustError, match=f"{next(iter(bad))} must be a (finite|whole) number"):
+        TransductiveInfoMax(3, **bad).fit(X, partial(t, 0.05, 0))
+
+
 def test_no_supervision_is_kmeans() -> None:
     X, _ = broad_and_two_tight(0)
     for model in (SeededKMeans(3), COPKMeans(3), PCKMeans(3)):

@@ -107,6 +107,15 @@ def check_seed(seed: Any, *, name: str = "seed") -> int:
     return int(seed)
 
 
+def check_number(value: Any, name: str, *, positive: bool = False) -> float:
+    """Validate a hyper-parameter that is a finite real number, >= 0 (> 0 with ``positive``)."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.number)) and bool(np.isfinite(value))
+          and (value > 0 if positive else value >= 0))
+    if not ok:
+        raise DeepclustError(f"{name} must be a finite number {'>' if positive else '>='} 0, got {value!r}")
+    return float(value)
+
+
 def check_n_clusters(n_clusters: Any, n_samples: int | None = None, *, name: str = "n_clusters") -> int:
     """Validate a number of clusters: an integer with ``1 <= k <= n_samples``."""
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)):

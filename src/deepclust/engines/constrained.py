@@ -32,7 +32,7 @@ from deepclust.engines.kmeans import (
 )
 from deepclust.errors import DeepclustError
 from deepclust.supervision import SemiSupervisedClusterer
-from deepclust.validation import must_link_components
+from deepclust.validation import check_number, must_link_components
 
 __all__ = ["COPKMeans", "PCKMeans", "SeededKMeans"]
 
@@ -292,8 +292,7 @@ class PCKMeans(_SupervisedKMeansBase):
         w = self.weight
         wc = self.weight if self.cannot_link_weight is None else self.cannot_link_weight
         for name, v in (("weight", w), ("cannot_link_weight", wc)):
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 <= v < float("inf"):
-                raise DeepclustError(f"{name} must be a finite number >= 0, got {v!r}")
+            check_number(v, name)
         if isinstance(self.max_sweeps, bool) or not isinstance(self.max_sweeps, (int, np.integer)) \
                 or self.max_sweeps < 1:
             raise DeepclustError(f"max_sweeps must be a whole number >= 1, got {self.max_sweeps!r}")

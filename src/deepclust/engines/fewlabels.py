@@ -25,9 +25,9 @@ transductive few-shot clustering (Ziko et al., arXiv 2106.09516, 2021) on the la
 features, and TIM (transductive information maximisation, Boudiaf et al., NeurIPS 2020; the authors'
 settings) on the features. The first four, their order and ``n_folds`` = 3 were fixed before this method
 was measured; TIM was added after that round (issue 18's text sets, where the first four gained least),
-at the end of the order, with nothing else changed; no setting was tuned on a benchmark set. With one label per class, or none, nothing can be hidden:
-the method then fits :data:`FALLBACK` (without labels: k-means on the layout, smoothed by the
-spreading) and records no scores.
+at the end of the order, with nothing else changed; no setting was tuned on a benchmark set. With one
+label per class, or none, nothing can be hidden: the method then fits :data:`FALLBACK` (without labels:
+k-means on the layout, smoothed by the spreading) and records no scores.
 
 New samples take the class most common among their ``n_neighbors`` nearest fitted samples in the
 space the chosen candidate clustered (the features or the layout, where new points are placed by

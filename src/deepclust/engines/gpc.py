@@ -54,6 +54,7 @@ from deepclust.engines.discovery import NearestCentre
 from deepclust.engines.kmeans import _to_device, _torch_generator
 from deepclust.errors import DeepclustError
 from deepclust.supervision import SemiSupervisedClusterer
+from deepclust.validation import check_number
 
 __all__ = ["GPC", "niw_log_marginal"]
 
@@ -141,8 +142,7 @@ class GPC(NearestCentre, SemiSupervisedClusterer):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise DeepclustError(f"{name} must be a whole number >= 1, got {v!r}")
         for name in ("prior_scale", "prior_kappa"):
-            if not 0 < float(getattr(self, name)) < float("inf"):
-                raise DeepclustError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+            check_number(getattr(self, name), name, positive=True)
         k = self.n_clusters if self.n_clusters is not None else self.init_clusters
         if k is None:
             return min(n, n_known + 2)

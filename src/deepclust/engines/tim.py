@@ -33,6 +33,7 @@ from deepclust.engines.constrained import seeded_start
 from deepclust.engines.kmeans import _torch_generator
 from deepclust.errors import DeepclustError
 from deepclust.supervision import SemiSupervisedClusterer
+from deepclust.validation import check_number
 
 __all__ = ["TransductiveInfoMax"]
 
@@ -72,14 +73,8 @@ class TransductiveInfoMax(SemiSupervisedClusterer):
         self.random_state = random_state
 
     def _check(self) -> None:
-        for name in ("temperature", "lr"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 < v < float("inf"):
-                raise DeepclustError(f"{name} must be a finite number > 0, got {v!r}")
-        for name in ("ce_weight", "marginal_weight", "conditional_weight"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.number)) or not 0 <= v < float("inf"):
-                raise DeepclustError(f"{name} must be a finite number >= 0, got {v!r}")
+        for name in ("temperature", "lr", "ce_weight", "marginal_weight", "conditional_weight"):
+            check_number(getattr(self, name), name, positive=name in ("temperature", "lr"))
         v = self.n_iter
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
             raise DeepclustError(f"n_iter must be a whole number >= 0, got {v!r}")
@@ -99,15 +94,13 @@ class TransductiveInfoMax(SemiSupervisedClusterer):
         free[fixed] = False
         W = W.clone().requires_grad_(True)
         opt = torch.optim.Adam([W], lr=float(self.lr))
-        lam, alpha, beta = float(self.ce_weight), float(self.marginal_weight), float(self.conditional_weight)
-        loss = torch.zeros(())
         for _ in range(int(self.n_iter)):
-            loss, _ = self._objective(Z, W, fixed, fixed_labels, free, lam, alpha, beta)
+            loss, _ = self._objective(Z, W, fixed, fixed_labels, free)
             opt.zero_grad()
             loss.backward()
             opt.step()
         with torch.no_grad():
-            loss, mi = self._objective(Z, W, fixed, fixed_labels, free, lam, alpha, beta)
+            loss, mi = self._objective(Z, W, fixed, fixed_labels, free)
             labels = self._logits(Z, W).argmax(1)
             labels[fixed] = fixed_labels
         self.cluster_centers_ = W.detach().cpu().numpy()
@@ -116,8 +109,9 @@ class TransductiveInfoMax(SemiSupervisedClusterer):
         self.mutual_information_ = float(mi)
 
     def _objective(self, Z: torch.Tensor, W: torch.Tensor, fixed: torch.Tensor, fixed_labels: torch.Tensor,
-                   free: torch.Tensor, lam: float, alpha: float, beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+                   free: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(λ·CE − (α·H(Ŷ) − β·H(Ŷ|X)), H(Ŷ) − H(Ŷ|X)) at the weights ``W``."""
+        lam, alpha, beta = float(self.ce_weight), float(self.marginal_weight), float(self.conditional_weight)
         logits = self._logits(Z, W)
         ce = F.cross_entropy(logits[fixed], fixed_labels) if len(fixed) else logits.new_zeros(())
         p = torch.softmax(logits[free], 1) if bool(free.any()) else torch.full_like(logits[:1], 1.0 / W.shape[0])

@@ -32,6 +32,7 @@ from deepclust.engines.constrained import _SupervisedKMeansBase, seeded_start
 from deepclust.engines.kmeans import _check_common, _sq_distances, _to_device, _torch_generator
 from deepclust.engines.neighbors import euclidean_knn
 from deepclust.errors import DeepclustError
+from deepclust.validation import check_number
 
 __all__ = ["TransductiveFewShot"]
 
@@ -67,9 +68,7 @@ class TransductiveFewShot(_SupervisedKMeansBase):
 
     def _check_own(self, n: int) -> int:
         _check_common(self.n_clusters, "euclidean", self.max_iter, self.tol, None)
-        lam = self.laplacian_weight
-        if isinstance(lam, bool) or not isinstance(lam, (int, float, np.number)) or not 0 <= lam < float("inf"):
-            raise DeepclustError(f"laplacian_weight must be a finite number >= 0, got {lam!r}")
+        check_number(self.laplacian_weight, "laplacian_weight")
         for name in ("n_neighbors", "bound_iter"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:

@@ -38,7 +38,7 @@ from deepclust.losses import contrastive_pair_loss
 from deepclust.methods._autoencoder import AutoencoderClusterer
 from deepclust.supervision import SemiSupervisedClusterer
 from deepclust.training import mark_interrupted, train_epochs, warn_not_converged
-from deepclust.validation import must_link_components
+from deepclust.validation import check_number, must_link_components
 
 
 class ClusterNet(SemiSupervisedClusterer, AutoencoderClusterer):
@@ -105,8 +105,7 @@ class ClusterNet(SemiSupervisedClusterer, AutoencoderClusterer):
 
     def _check_params(self) -> None:
         for name in ("pair_weight", "kmeans_weight"):
-            if not 0 <= float(getattr(self, name)) < float("inf"):
-                raise DeepclustError(f"{name} must be a finite number >= 0, got {getattr(self, name)!r}")
+            check_number(getattr(self, name), name)
         if self.margin is not None and not float(self.margin) > 0:
             raise DeepclustError(f"margin must be None or > 0, got {self.margin!r}")
         for name in ("update_interval", "max_iter"):

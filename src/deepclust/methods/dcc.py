@@ -38,6 +38,7 @@ from deepclust.losses import log_volume, pair_link_loss
 from deepclust.methods._selflabel import SelfLabelClusterer, eval_mode
 from deepclust.supervision import SemiSupervisedClusterer
 from deepclust.training import batched, mark_interrupted, train_epochs
+from deepclust.validation import check_number
 
 
 class MembershipNet(nn.Module):
@@ -121,8 +122,7 @@ class DCC(SemiSupervisedClusterer, SelfLabelClusterer):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise DeepclustError(f"{name} must be a whole number >= 1, got {v!r}")
-        if not 0 <= float(self.volume_weight) < float("inf"):
-            raise DeepclustError(f"volume_weight must be a finite number >= 0, got {self.volume_weight!r}")
+        check_number(self.volume_weight, "volume_weight")
         if not 0 <= float(self.tol) < 1:
             raise DeepclustError(f"tol must be in [0, 1), got {self.tol!r}")
 

@@ -66,6 +66,7 @@ from deepclust.engines.kmeans import inner_kmeans
 from deepclust.errors import DeepclustError
 from deepclust.runtime import seeded_generator
 from deepclust.training import batched, mark_interrupted, train_epochs
+from deepclust.validation import check_number
 
 __all__ = ["DeepDPM", "NIWPrior", "log_split_ratio", "accept"]
 
@@ -252,8 +253,7 @@ class DeepDPM(BaseClusterer):
         if self.init_k > n:
             raise DeepclustError(f"init_k={self.init_k} is larger than the number of samples ({n})")
         for name in ("alpha", "cluster_lr", "subcluster_lr", "prior_kappa", "prior_sigma_scale"):
-            if not 0 < float(getattr(self, name)) < float("inf"):
-                raise DeepclustError(f"{name} must be a finite number > 0, got {getattr(self, name)!r}")
+            check_number(getattr(self, name), name, positive=True)
         if self.pca_dim is not None and (isinstance(self.pca_dim, bool) or not isinstance(self.pca_dim, (int, np.integer))
                                          or self.pca_dim < 1):
             raise DeepclustError(f"pca_dim must be a whole number >= 1 or None, got {self.pca_dim!r}")
