@@ -16,6 +16,9 @@ every record.
     python benchmarks/semisup_bench.py --methods tim --no-baselines --out benchmarks/results/semisup-tim.jsonl
     python benchmarks/semisup_bench.py --methods few-labels --fractions 0.01 --seeds 0,1,2,3,4 \
         --out benchmarks/results/semisup-auto-v2.jsonl   # few-labels with TIM among its candidates
+    python benchmarks/semisup_bench.py --methods few-labels --fractions 0.01 --seeds 0,1,2,3,4 \
+        --out benchmarks/results/semisup-auto-v3.jsonl   # ... and cluster-then-label
+    python benchmarks/semisup_bench.py --ceiling --out benchmarks/results/semisup-ceiling.jsonl   # every label
     python benchmarks/semisup_bench.py --table benchmarks/results/semisup.jsonl benchmarks/results/semisup-v2.jsonl
 """
 
@@ -113,6 +116,7 @@ def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] 
                                      supervision=Supervision(y))
                 assert res.supervision["n_scored"] == int(rest.sum())
                 chooser = {"chosen": res.model.chosen_, "cv_scores": res.model.cv_scores_,
+                           "cv_margin": getattr(res.model, "cv_margin_", None),
                            "cv_seconds": res.model.cv_seconds_} if method == "few-labels" else {}
                 rows.append((method, res.labels, res.seconds["fit"], chooser))
             for method, labels, fit_s, chooser in rows:
@@ -130,9 +134,66 @@ def measure(name: str, encoder: str, seeds: list[int], methods: tuple[str, ...] 
     return records
 
 
+def ceiling(name: str, encoder: str) -> dict[str, Any]:
+    """What every label would reach on these features: stratified 5-fold cross-validated accuracy of a
+    logistic regression and of a 15-NN vote on the features, and of a 15-NN vote on the label-free UMAP
+    layout of ``deepclust run`` (seed 0), each trained on 4/5 of *all* the labels. A bound on what a
+    method can reach from 1 % of them, beside which the issue's "+5 over the unsupervised best" is read."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from deepclust.data import load_dataset
+    from deepclust.encoders.api import encode_with_info
+    from deepclust.reduction import umap_layout
+    from deepclust.runtime import machine_load, versions
+    from deepclust.search import LAYOUT
+
+    ds = load_dataset(name)
+    X = np.asarray(encode_with_info(ds, encoder, cache=True, random_state=0)[0], dtype=np.float32)
+    X = X.reshape(len(X), -1)
+    folds = StratifiedKFold(5, shuffle=True, random_state=0)
+    t0 = time.perf_counter()
+    scores = {"logistic_regression": LogisticRegression(max_iter=2000), "knn15_features": KNeighborsClassifier(15)}
+    out = {m: float(cross_val_score(est, X, ds.y, cv=folds).mean()) for m, est in scores.items()}
+    out["knn15_layout"] = float(cross_val_score(KNeighborsClassifier(15), umap_layout(X, random_state=0, **LAYOUT),
+                                                ds.y, cv=folds).mean())
+    return {"benchmark": "semisup-ceiling", "dataset": name, "encoder": encoder, "n": len(ds), "k": ds.meta.n_classes,
+            "protocol": "stratified 5-fold cross-validation over every label (seed 0); scikit-learn defaults, "
+                        "LogisticRegression(max_iter=2000), KNeighborsClassifier(15)", **out,
+            "seconds": round(time.perf_counter() - t0, 1), **machine_load(), "versions": versions(),
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+
+def ceiling_table(records: list[dict[str, Any]]) -> str:
+    """Per (set, features): the ceilings of :func:`ceiling`, the unsupervised best at 1 % (the mean over the
+    seeds of each seed's best of k-means and the UMAP pipelines, on its unlabelled samples), the +5 target
+    and few-labels' mean at 1 %, from the ``semisup`` records given with them."""
+    ceil = {(r["dataset"], r["encoder"]): r for r in records if r.get("benchmark") == "semisup-ceiling"}
+    runs: dict[tuple, dict[int, dict[str, float]]] = defaultdict(lambda: defaultdict(dict))
+    for r in records:
+        if r.get("benchmark") == "semisup" and r["label_fraction"] == 0.01:
+            runs[(r["dataset"], r["encoder"])][r["seed"]][r["method"]] = r["acc"]
+    lines = ["| set | features | n | logistic regression, every label | 15-NN on the features, every label | "
+             "15-NN on the UMAP layout, every label | unsupervised best (1 %) | + 5 points | few-labels (1 %) | "
+             "+5 within the ceiling? |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for key in sorted(ceil):
+        c, by_seed = ceil[key], runs.get(key, {})
+        unsup = [max(v for m, v in accs.items() if m in ("kmeans", *UNSUPERVISED)) for accs in by_seed.values()
+                 if "few-labels" in accs]
+        auto = [accs["few-labels"] for accs in by_seed.values() if "few-labels" in accs]
+        top = max(c["logistic_regression"], c["knn15_features"], c["knn15_layout"])
+        target = np.mean(unsup) + 0.05 if unsup else None
+        lines.append(f"| {key[0]} | {key[1]} | {c['n']:,} | {c['logistic_regression']:.3f} | {c['knn15_features']:.3f} | "
+                     f"{c['knn15_layout']:.3f} | " + (f"{np.mean(unsup):.3f} | {target:.3f} | {np.mean(auto):.3f} | "
+                                                      f"{'yes' if target <= top else '**no**'} |" if unsup else
+                                                      "– | – | – | – |"))
+    return "\n".join(lines)
+
+
 #: short names of few-labels' candidates, for the table's "chosen by CV" column
 SHORT = {"constrained-kmeans": "ckm", "transductive-fewshot": "tfs", "transductive-fewshot@umap": "tfs@umap",
-         "umap-spreading": "spread", "tim": "tim"}
+         "umap-spreading": "spread", "tim": "tim", "cluster-then-label": "ctl"}
 
 
 def _chosen_cell(chosen: list[str], by: dict[str, list[float]]) -> str:
@@ -212,13 +273,16 @@ def main() -> int:
     parser.add_argument("--no-baselines", action="store_true",
                         help="records of the given methods only (no k-means or UMAP pipelines, no layout: methods "
                              "on the layout are skipped), for a method added to an earlier run")
+    parser.add_argument("--ceiling", action="store_true",
+                        help="instead: what every label would reach on each set's features (ceiling())")
     parser.add_argument("--out", type=Path)
     parser.add_argument("--table", type=Path, nargs="*")
     args = parser.parse_args()
     if args.table:
         from tables import read_jsonl
 
-        print(table_of(read_jsonl(args.table)))
+        records = read_jsonl(args.table)
+        print(ceiling_table(records) if args.ceiling else table_of(records))
         return 0
     import torch
 
@@ -226,6 +290,10 @@ def main() -> int:
     for item in args.sets.split(","):  # NAME (every encoder SETS lists for it) or NAME:ENCODER
         name, _, enc = item.partition(":")
         for encoder in [enc] if enc else [e for s, e in SETS if s == name] or ["raw"]:
+            if args.ceiling:
+                with open(args.out, "a") as fh:
+                    fh.write(json.dumps(ceiling(name, encoder)) + "\n")
+                continue
             for seed in [int(s) for s in args.seeds.split(",")]:  # records written seed by seed
                 records = measure(name, encoder, [seed], tuple(args.methods.split(",")),
                                   fractions=tuple(float(f) for f in args.fractions.split(",")),

@@ -132,6 +132,9 @@ def select(kind: str, records: Records, dataset: str | None = None, init: str | 
         return latest(records, lambda r: (r["set"], r["seed"]))
     if kind == "semisup":
         return latest(records, lambda r: (r["dataset"], r["encoder"], r["seed"], r["label_fraction"], r["method"]))
+    if kind == "semisup-ceiling":
+        return latest(records, lambda r: (r.get("benchmark"), r["dataset"], r["encoder"], r.get("seed"),
+                                          r.get("label_fraction"), r.get("method")))
     if kind == "ddp":
         return latest(records, lambda r: (r["method"], r["dataset"], r["processes"], r["threads_per_process"], r["seed"]))
     if kind == "dask":
@@ -280,6 +283,12 @@ def table_semisup(records: Records) -> str:
     return table_of(records)
 
 
+def table_semisup_ceiling(records: Records) -> str:
+    from semisup_bench import ceiling_table
+
+    return ceiling_table(records)
+
+
 def table_ddp(records: Records) -> str:
     from ddp_bench import table_of
 
@@ -390,6 +399,7 @@ KINDS: dict[str, Callable[..., str]] = {
 KINDS["semisup-pairs"] = table_semisup_pairs  # pairwise constraints: COP/PCK-k-means, ClusterNet, DCC (issue 18)
 KINDS["manyclass"] = table_manyclass  # bench records with non-empty clusters, × k-means and load (issue 20)
 KINDS["discovery"] = table_discovery  # novel-class and generalized category discovery (issue 18, methods 5-6)
+KINDS["semisup-ceiling"] = table_semisup_ceiling  # what every label reaches, beside the 1 % results (issue 18)
 
 
 def table_dask(records: Records) -> str:

@@ -25,7 +25,7 @@ from deepclust.errors import DeepclustError
 from test_semisupervised import partial
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-LAYOUT_FAMILY = ("umap-spreading", "transductive-fewshot@umap")
+LAYOUT_FAMILY = ("umap-spreading", "transductive-fewshot@umap", "cluster-then-label")
 FEATURE_FAMILY = ("constrained-kmeans", "transductive-fewshot", "tim")
 
 
@@ -92,6 +92,38 @@ def test_a_cube_cut_by_a_plane_chooses_the_features() -> None:
     assert model.chosen_ in FEATURE_FAMILY
     assert max(model.cv_scores_[c] for c in FEATURE_FAMILY) > max(model.cv_scores_[c] for c in LAYOUT_FAMILY) + 0.05
     assert metrics.accuracy(t[y < 0], model.labels_[y < 0]) > 0.9
+
+
+@pytest.mark.parametrize("ctl_wrong, kept", [(0.12, True), (0.25, False)])
+def test_the_labelfree_answer_stays_unless_beaten_beyond_one_standard_error(
+        monkeypatch: pytest.MonkeyPatch, ctl_wrong: float, kept: bool) -> None:
+    """Candidates that predict the 300 hidden labels right except on disjoint random sets: TIM wrong on
+    10 % of them, cluster-then-label on another 12 % (a gain of 2 points, within one standard error of
+    the paired difference, 2.7 points: the label-free answer is kept) or 25 % (15 points: TIM)."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(0)
+    n = 900
+    t = rng.integers(0, 3, n)
+    order = rng.permutation(np.arange(0, n, 3))  # the labelled samples, each hidden once
+    wrong = {"tim": order[:30], "cluster-then-label": order[30: 30 + int(ctl_wrong * 300)]}
+
+    def fake_fit(self, name, X, layout, y, seed):
+        pred = t.copy()
+        pred[wrong[name]] = (t[wrong[name]] + 1) % 3
+        return SimpleNamespace(labels_=pred, classes_=np.arange(3)), pred
+
+    monkeypatch.setattr(FewLabelsAuto, "_fit_candidate", fake_fit)
+    X = rng.normal(size=(n, 2)).astype(np.float32)
+    y = np.where(np.arange(n) % 3 == 0, t, -1)  # 300 labels
+    model = FewLabelsAuto(3, candidates=["cluster-then-label", "tim"], random_state=0).fit(X, y)
+    assert model.cv_scores_["tim"] > model.cv_scores_["cluster-then-label"]
+    margin = model.cv_margin_
+    assert margin["best"] == "tim" and margin["over"] == "cluster-then-label"
+    assert margin["kept_label_free"] is kept and (margin["gain"] <= margin["standard_error"]) is kept
+    assert model.chosen_ == ("cluster-then-label" if kept else "tim")
+    plain = FewLabelsAuto(3, candidates=["cluster-then-label", "tim"], prefer_label_free=False, random_state=0)
+    assert plain.fit(X, y).chosen_ == "tim" and plain.cv_margin_ is None
 
 
 def test_one_label_per_class_or_none_falls_back() -> None:

@@ -19,6 +19,7 @@ import pytest
 from deepclust import metrics
 from deepclust.base import load_model
 from deepclust.cli import main
+from deepclust.engines.cluster_then_label import ClusterThenLabel, match_clusters
 from deepclust.engines.constrained import COPKMeans, PCKMeans, SeededKMeans
 from deepclust.engines.kmeans import KMeans
 from deepclust.engines.tim import TransductiveInfoMax
@@ -184,6 +185,54 @@ def test_tim_refuses_bad_settings_in_one_line(bad: dict) -> None:
         TransductiveInfoMax(3, **bad).fit(X, partial(t, 0.05, 0))
 
 
+def test_match_clusters_undoes_a_permutation_despite_a_wrong_label() -> None:
+    """Clusters that are the classes under a permutation: the Hungarian match on a few labels (one of
+    them wrong) gives every cluster the slot of its class."""
+    rng = np.random.default_rng(0)
+    t = rng.integers(0, 5, 500)
+    perm = np.array([3, 0, 4, 1, 2])
+    y = partial(t, 0.04, 0)
+    y[np.flatnonzero(y >= 0)[0]] = (y[np.flatnonzero(y >= 0)[0]] + 1) % 5  # one label wrong
+    classes, slot = match_clusters(perm[t], y, 5)
+    assert list(classes) == [0, 1, 2, 3, 4]
+    assert (classes[slot[perm[t]]] == t).all()
+
+
+def test_match_clusters_gives_unlabelled_clusters_the_last_slots() -> None:
+    clusters = np.repeat([2, 0, 1], 10)
+    y = np.full(30, -1)
+    y[[0, 1, 10]] = [7, 7, 5]  # cluster 2 holds class 7, cluster 0 class 5, cluster 1 no label
+    classes, slot = match_clusters(clusters, y, 3)
+    assert list(classes) == [5, 7]
+    assert slot[2] == 1 and slot[0] == 0 and slot[1] == 2
+
+
+def test_cluster_then_label_names_the_labelfree_clusters_and_keeps_the_labels() -> None:
+    """Three separated blobs, k-means finds them; one label per blob names each whole blob, and a labelled
+    sample whose blob says otherwise keeps its given class."""
+    rng = np.random.default_rng(1)
+    X = np.vstack([rng.normal(c, 0.3, (100, 2)) for c in ([0, 0], [6, 0], [0, 6])]).astype(np.float32)
+    t = np.repeat([0, 1, 2], 100)
+    y = np.full(300, -1)
+    y[[5, 105, 205]] = [2, 0, 1]  # class ids in another order than the blobs
+    y[6] = 1  # a labelled sample whose blob is another class's
+    model = ClusterThenLabel(3, method="kmeans", random_state=0).fit(X, y)
+    named = model.classes_[model.labels_]
+    rest = y < 0
+    assert (named[rest] == np.array([2, 0, 1])[t[rest]]).all()
+    assert (named[~rest] == y[~rest]).all()
+    assert model.agreement_ == pytest.approx(3 / 4)
+    assert metrics.accuracy(t, model.cluster_labels_) == 1.0
+    assert (model.predict(X[rest]) == model.labels_[rest]).all()
+
+
+@pytest.mark.parametrize("method", ["tim", "hdbscan", "cluster-then-label"])
+def test_cluster_then_label_refuses_a_clustering_that_cannot_be_named(method: str) -> None:
+    X, t = broad_and_two_tight(0)
+    with pytest.raises(DeepclustError, match="cannot be the clustering of cluster-then-label"):
+        ClusterThenLabel(3, method=method).fit(X, partial(t, 0.05, 0))
+
+
 def test_no_supervision_is_kmeans() -> None:
     X, _ = broad_and_two_tight(0)
     for model in (SeededKMeans(3), COPKMeans(3), PCKMeans(3)):
@@ -197,8 +246,9 @@ def test_no_supervision_is_kmeans() -> None:
                                   lambda X, t: COPKMeans(3).fit(X, cannot_link=true_pairs(t, 50, 0)[1]),
                                   lambda X, t: PCKMeans(3).fit(X, must_link=true_pairs(t, 50, 0)[0]),
                                   lambda X, t: TransductiveFewShot(3).fit(X, partial(t, 0.02, 0)),
-                                  lambda X, t: TransductiveInfoMax(3).fit(X, partial(t, 0.02, 0))],
-                         ids=["seeded", "cop", "pck", "transductive", "tim"])
+                                  lambda X, t: TransductiveInfoMax(3).fit(X, partial(t, 0.02, 0)),
+                                  lambda X, t: ClusterThenLabel(3, method="kmeans").fit(X, partial(t, 0.02, 0))],
+                         ids=["seeded", "cop", "pck", "transductive", "tim", "cluster-then-label"])
 def test_save_and_load_predict_the_same(make, tmp_path: Path) -> None:
     X, t = broad_and_two_tight(0)
     model = make(X, t)

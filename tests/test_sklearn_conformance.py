@@ -54,6 +54,7 @@ NEEDS_PAIRS = {"DCC"}
 SMALL: dict[str, dict] = {"umap": dict(n_neighbors=5, n_components=2),
                           "umap-spreading": dict(n_neighbors=5, n_components=2),
                           "few-labels": dict(n_neighbors=5, n_components=2), "ncd-kmeans": dict(k_max=4, n_init=2),
+                          "cluster-then-label": dict(params=dict(n_neighbors=5, n_components=2), n_neighbors=5),
                           "ncd-spectral": dict(k_max=4, n_init=2)}
 
 

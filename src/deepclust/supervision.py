@@ -132,7 +132,7 @@ def refuse_supervision(method: str, kinds: list[str], takes: tuple[str, ...]) ->
     if not wrong:
         return
     users = {"labels": "few-labels, seeded-kmeans, constrained-kmeans, transductive-fewshot, tim, umap-spreading, "
-                       "ncd-kmeans, ncd-spectral, pbn, gpc",
+                       "cluster-then-label, ncd-kmeans, ncd-spectral, pbn, gpc",
              "constraints": "cop-kmeans, pckmeans, clusternet, dcc"}
     raise DeepclustError(f"{method} does not use {' or '.join(wrong)}; methods that do: "
                          + "; ".join(f"{k}: {users[k]}" for k in wrong))

@@ -11,6 +11,8 @@
   regularisation + a few labels, Ziko et al. 2021).
 * :mod:`deepclust.engines.tim` — TIM: a few labels + transductive information maximisation (Boudiaf
   et al., NeurIPS 2020).
+* :mod:`deepclust.engines.cluster_then_label` — a label-free clustering whose clusters the few labels name
+  (cluster-then-label, Chapelle et al. 2006).
 * :mod:`deepclust.engines.fewlabels` — the semi-supervised method chosen by cross-validation on the labels.
 * :mod:`deepclust.engines.spreading` — a few labels spread over the K-NN graph of the UMAP layout
   (label spreading, Zhou et al. 2004).
@@ -43,6 +45,7 @@ _WHERE = {
     "TransductiveFewShot": "deepclust.engines.transductive",
     "TransductiveInfoMax": "deepclust.engines.tim",
     "ManifoldLabelSpreading": "deepclust.engines.spreading",
+    "ClusterThenLabel": "deepclust.engines.cluster_then_label",
     "FewLabelsAuto": "deepclust.engines.fewlabels",
     "NCDKMeans": "deepclust.engines.discovery",
     "NCDSpectralClustering": "deepclust.engines.discovery",

@@ -85,12 +85,17 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("umap-spreading", "deepclust.engines.spreading:ManifoldLabelSpreading",
                    "a few labels spread over the K-NN graph of the (label-free) UMAP layout by label spreading; "
                    "labelled samples keep their class", "McInnes et al., arXiv 1802.03426; Zhou et al., NIPS 2004"),
+        MethodInfo("cluster-then-label", "deepclust.engines.cluster_then_label:ClusterThenLabel",
+                   "a label-free clustering (default UMAP + GMM) whose clusters are matched one to one to the "
+                   "labelled classes by the Hungarian method; labelled samples keep their class",
+                   "Chapelle, Schölkopf & Zien, Semi-Supervised Learning (MIT Press 2006), §1.2.2"),
         MethodInfo("few-labels", "deepclust.engines.fewlabels:FewLabelsAuto",
                    "partial labels: the semi-supervised method (constrained k-means, label spreading on the UMAP "
-                   "layout, transductive few-shot on the layout or the features, TIM on the features) chosen by 3-fold cross-validation "
+                   "layout, transductive few-shot on the layout or the features, TIM on the features, the "
+                   "label-free UMAP + GMM with its clusters named by the labels) chosen by 3-fold cross-validation "
                    "on the given labels, refitted with all of them", "model selection on the labelled set (e.g. "
                    "Oliver et al., NeurIPS 2018) over Basu et al. 2002, Zhou et al. 2004, Ziko et al. 2021, "
-                   "Boudiaf et al. 2020"),
+                   "Boudiaf et al. 2020, cluster-then-label (Chapelle et al. 2006)"),
         MethodInfo("ncd-kmeans", "deepclust.engines.discovery:NCDKMeans",
                    "novel-class discovery: k-means of the unlabelled samples whose new centres start away from the "
                    "labelled (known) classes' means; n_novel='auto' by silhouette",
