@@ -19,6 +19,7 @@ input space (the k-NN induction of the other transductive methods here).
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import numpy as np
@@ -91,9 +92,9 @@ class ClusterThenLabel(SemiSupervisedClusterer):
         if takes_supervision(info.load_class()) or info.name in ("hdbscan", "cluster-then-label"):
             raise DeepclustError(f"method {info.name!r} cannot be the clustering of cluster-then-label: it needs "
                                  "a method that clusters without supervision into n_clusters groups")
+        takes_device = "device" in inspect.signature(info.load_class()).parameters
         return make_method(info.name, **{"n_clusters": int(self.n_clusters), "random_state": self.random_state,
-                                         **({"device": self.device} if "device" in _init_params(info) else {}),
-                                         **(self.params or {})})
+                                         **({"device": self.device} if takes_device else {}), **(self.params or {})})
 
     def _fit(self, X: np.ndarray) -> None:
         for name in ("n_neighbors", "max_anchors"):
@@ -124,9 +125,3 @@ class ClusterThenLabel(SemiSupervisedClusterer):
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         return self._predict_proba(X).argmax(1).astype(np.int64)
-
-
-def _init_params(info: Any) -> list[str]:
-    import inspect
-
-    return list(inspect.signature(info.load_class()).parameters)
