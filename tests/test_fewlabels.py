@@ -72,7 +72,7 @@ def test_rings_choose_the_layout_and_keep_the_labels(tmp_path: Path, monkeypatch
     model = FewLabelsAuto(2, random_state=0).fit(X, y)
     assert len(fits) <= 1  # one layout for every candidate and fold (none when an earlier test left it remembered)
     assert set(model.cv_scores_) == set(CANDIDATES) == set(model.cv_seconds_)
-    assert all(len(s) == 3 for s in model.cv_fold_scores_.values())
+    assert all(len(s) == model.n_folds == 5 for s in model.cv_fold_scores_.values())
     assert model.chosen_ in LAYOUT_FAMILY
     assert model.cv_scores_[model.chosen_] == max(model.cv_scores_.values())
     assert model.cv_scores_["constrained-kmeans"] < model.cv_scores_[model.chosen_] - 0.2  # k-means cuts the rings

@@ -296,7 +296,7 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         meth, why = method, "chosen by --method"
     elif supervision is not None:
         meth, why = LABELS_METHOD, (f"{supervision.n_labelled} labels given: the semi-supervised method that "
-                                    "predicts held-out labels best (3-fold cross-validation on the given labels)")
+                                    "predicts held-out labels best (cross-validation on the given labels)")
     else:
         meth, why = default_method(modality, len(ds), device)
     if meth != AUTO_METHOD:
@@ -380,7 +380,7 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
     result.dataset, result.encoder = ds, enc
     if hasattr(result.model, "cv_scores_"):  # few-labels: why its candidate won
         cv = result.model.cv_scores_
-        notes["method"] = (f"{result.model.chosen_}, chosen by 3-fold cross-validation on the "
+        notes["method"] = (f"{result.model.chosen_}, chosen by {result.model.n_folds}-fold cross-validation on the "
                            f"{supervision.n_labelled} given labels (accuracy on the held-out labels: "
                            + ", ".join(f"{c} {'–' if v is None else f'{v:.3f}'}" for c, v in cv.items()) + ")")
         margin = getattr(result.model, "cv_margin_", None)

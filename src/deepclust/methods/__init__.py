@@ -92,7 +92,7 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("few-labels", "deepclust.engines.fewlabels:FewLabelsAuto",
                    "partial labels: the semi-supervised method (constrained k-means, label spreading on the UMAP "
                    "layout, transductive few-shot on the layout or the features, TIM on the features, the "
-                   "label-free UMAP + GMM with its clusters named by the labels) chosen by 3-fold cross-validation "
+                   "label-free UMAP + GMM with its clusters named by the labels) chosen by 5-fold cross-validation "
                    "on the given labels, refitted with all of them", "model selection on the labelled set (e.g. "
                    "Oliver et al., NeurIPS 2018) over Basu et al. 2002, Zhou et al. 2004, Ziko et al. 2021, "
                    "Boudiaf et al. 2020, cluster-then-label (Chapelle et al. 2006)"),
