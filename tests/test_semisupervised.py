@@ -226,6 +226,23 @@ def test_cluster_then_label_names_the_labelfree_clusters_and_keeps_the_labels() 
     assert (model.predict(X[rest]) == model.labels_[rest]).all()
 
 
+def test_cluster_then_label_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rng = np.random.default_rng(2)
+    X = np.vstack([rng.normal(c, 0.3, (100, 2)) for c in ([0, 0], [6, 0], [0, 6])]).astype(np.float32)
+    t = np.repeat([0, 1, 2], 100)
+    np.savez(tmp_path / "data.npz", X=X, y=t)
+    (tmp_path / "labels.csv").write_text("index,label\n5,b\n105,c\n205,a\n")
+    args = ["--quiet", "cluster", str(tmp_path / "data.npz"), "-k", "3", "--method", "cluster-then-label",
+            "--labels", str(tmp_path / "labels.csv"), "--threads", "1"]
+    assert main(args + ["--param", "method=kmeans", "--out", str(tmp_path / "ok")]) == 0, capsys.readouterr().err
+    summary = json.loads((tmp_path / "ok" / "metrics.json").read_text())
+    assert summary["scores"]["acc"] == 1.0 and summary["supervision"]["n_scored"] == 297
+    capsys.readouterr()
+    assert main(args + ["--param", "method=tim", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "cannot be the clustering of cluster-then-label" in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.parametrize("method", ["tim", "hdbscan", "cluster-then-label"])
 def test_cluster_then_label_refuses_a_clustering_that_cannot_be_named(method: str) -> None:
     X, t = broad_and_two_tight(0)
