@@ -17,7 +17,7 @@ every record.
     python benchmarks/semisup_bench.py --methods few-labels --fractions 0.01 --seeds 0,1,2,3,4 \
         --out benchmarks/results/semisup-auto-v2.jsonl   # few-labels with TIM among its candidates
     python benchmarks/semisup_bench.py --methods few-labels --fractions 0.01 --seeds 0,1,2,3,4 \
-        --out benchmarks/results/semisup-auto-v3.jsonl   # ... and cluster-then-label
+        --out benchmarks/results/semisup-auto-v3.jsonl   # ... and cluster-then-label (3 folds; v4: 5 folds)
     python benchmarks/semisup_bench.py --ceiling --out benchmarks/results/semisup-ceiling.jsonl   # every label
     python benchmarks/semisup_bench.py --table benchmarks/results/semisup.jsonl benchmarks/results/semisup-v2.jsonl
 """
