@@ -17,7 +17,8 @@ diagonal above: a full one on 384-1280 features is neither cheap nor well-posed 
 :func:`true_prior`: an upper reference that **uses label information**, marked so in the records and
 the table),
 ``scan``, ``p2ot``, ``sp2ot`` (both start from k-means: head and prior, the defaults), ``p2ot-paper``
-(P²OT from the paper's start: a random head and a uniform prior).
+(P²OT from the paper's start: a random head and a uniform prior), ``p2ot-uniform`` (the k-means head with the
+paper's uniform prior).
 
 Scores: ACC, NMI; head / medium / tail accuracy (the classes split in thirds by size, each class's
 samples counted right when their cluster is the one matched to their class by the Hungarian
@@ -131,6 +132,8 @@ def build(method: str, k: int, seed: int, X: np.ndarray, y: np.ndarray):
                            covariance_type="full" if X.shape[1] <= 64 else "diag")
     if method == "p2ot-paper":  # the paper's start: a random head and a uniform prior
         return make_method("p2ot", n_clusters=k, random_state=seed, device="cpu", init="random", prior=None)
+    if method == "p2ot-uniform":  # the k-means head with the paper's uniform prior
+        return make_method("p2ot", n_clusters=k, random_state=seed, device="cpu", init="kmeans", prior=None)
     if method == "sela-prior":
         return make_method("sela", n_clusters=k, random_state=seed, device="cpu", prior=true_prior(X, y, k, seed))
     return make_method(method, n_clusters=k, random_state=seed, device="cpu")
@@ -143,7 +146,7 @@ def _label(method: str) -> str:
     return f"{method} (true prior: uses labels)" if method in USES_LABELS else method
 
 
-METHOD_ORDER = ("kmeans", "gmm", "sela", "scan", "p2ot-paper", "p2ot", "sp2ot", "sela-prior")
+METHOD_ORDER = ("kmeans", "gmm", "sela", "scan", "p2ot-paper", "p2ot-uniform", "p2ot", "sp2ot", "sela-prior")
 
 
 def _order(method: str) -> tuple[int, str]:
