@@ -177,19 +177,18 @@ def ceiling_table(records: list[dict[str, Any]]) -> str:
     lines = ["| set | features | n | logistic regression, every label | 15-NN on the features, every label | "
              "15-NN on the UMAP layout, every label | unsupervised best (1 %) | + 5 points | few-labels (1 %) | "
              "+5 within the ceiling? |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    scores = ("logistic_regression", "knn15_features", "knn15_layout")
     for key in sorted(ceil):
-        c, by_seed = ceil[key], runs.get(key, {})
-        runs_auto = [accs for accs in by_seed.values() if "few-labels" in accs]
+        c = ceil[key]
+        runs_auto = [accs for accs in runs.get(key, {}).values() if "few-labels" in accs]
         names = [m for m in ("kmeans", *UNSUPERVISED) if runs_auto and all(m in accs for accs in runs_auto)]
-        best = max(names, key=lambda m: np.mean([accs[m] for accs in runs_auto])) if names else None
-        unsup = [accs[best] for accs in runs_auto] if best else []
-        auto = [accs["few-labels"] for accs in runs_auto]
-        top = max(c["logistic_regression"], c["knn15_features"], c["knn15_layout"])
-        target = np.mean(unsup) + 0.05 if unsup else None
-        lines.append(f"| {key[0]} | {key[1]} | {c['n']:,} | {c['logistic_regression']:.3f} | {c['knn15_features']:.3f} | "
-                     f"{c['knn15_layout']:.3f} | " + (f"{np.mean(unsup):.3f} | {target:.3f} | {np.mean(auto):.3f} | "
-                                                      f"{'yes' if target <= top else '**no**'} |" if unsup else
-                                                      "– | – | – | – |"))
+        cells = [f"{c[s]:.3f}" for s in scores] + ["–"] * 4
+        if names:
+            unsup = max(np.mean([accs[m] for accs in runs_auto]) for m in names)
+            target = unsup + 0.05
+            cells[3:] = [f"{unsup:.3f}", f"{target:.3f}", f"{np.mean([a['few-labels'] for a in runs_auto]):.3f}",
+                         "yes" if target <= max(c[s] for s in scores) else "**no**"]
+        lines.append(f"| {key[0]} | {key[1]} | {c['n']:,} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 

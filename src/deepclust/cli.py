@@ -374,8 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     noise(p)
     p.add_argument("--labels", default=None, metavar="FILE",
                    help="partial labels for few-labels, seeded-kmeans, constrained-kmeans, transductive-fewshot, "
-                        "tim, umap-spreading, cluster-then-label …: a CSV of index,label rows, or one column with a row per sample "
-                        "(empty = unlabelled)")
+                        "tim, umap-spreading, cluster-then-label …: a CSV of index,label rows, or one column with a "
+                        "row per sample (empty = unlabelled)")
     p.add_argument("--labels-column", default=None, metavar="NAME",
                    help="tables: a column of partial labels (empty cells = unlabelled; not used as a feature)")
     p.add_argument("--constraints", default=None, metavar="FILE",

@@ -81,7 +81,7 @@ class ClusteringResult:
             "warnings": self.warnings,
             **({"supervision": self.supervision} if self.supervision else {}),
             **({"chosen_by_cv": {"chosen": self.model.chosen_, "cv_scores": self.model.cv_scores_,
-                                 "cv_margin": getattr(self.model, "cv_margin_", None),
+                                 "cv_margin": self.model.cv_margin_,
                                  "cv_seconds": self.model.cv_seconds_}} if hasattr(self.model, "cv_scores_") else {}),
             "scores": self.scores,
             **({"noise": self.noise, "scores_assigned": self.scores_assigned} if self.noise is not None else {}),

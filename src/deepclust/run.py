@@ -383,7 +383,7 @@ def run(input: Any, out: str | Path, *, k: Any = "auto", method: str | None = No
         notes["method"] = (f"{result.model.chosen_}, chosen by {result.model.n_folds}-fold cross-validation on the "
                            f"{supervision.n_labelled} given labels (accuracy on the held-out labels: "
                            + ", ".join(f"{c} {'–' if v is None else f'{v:.3f}'}" for c, v in cv.items()) + ")")
-        margin = getattr(result.model, "cv_margin_", None)
+        margin = result.model.cv_margin_
         if margin and margin["kept_label_free"]:
             notes["method"] += (f"; {margin['best']} was ahead of the label-free clustering by {margin['gain']:.3f}, "
                                 f"within one standard error ({margin['standard_error']:.3f}), so the latter was kept")
